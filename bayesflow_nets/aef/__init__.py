@@ -1,0 +1,1 @@
+"""aef (see DESIGN.md)."""

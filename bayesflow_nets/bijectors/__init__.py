@@ -1,0 +1,1 @@
+"""Equinox bijectors, flows and the NumPyro bridge."""

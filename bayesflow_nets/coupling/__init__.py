@@ -1,0 +1,1 @@
+"""coupling (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""diffusion (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""emf (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""gp (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Fit loops, checkpoints and inference workflow."""
