@@ -1,1 +1,34 @@
-"""Equinox bijectors, flows and the NumPyro bridge."""
+"""Equinox bijectors, flows and distributions (DESIGN.md, bijector contract)."""
+
+from ._affine import (
+    Affine as Affine,
+    Loc as Loc,
+    Scale as Scale,
+    TriangularAffine as TriangularAffine,
+)
+from ._autoregressive import MaskedAutoregressive as MaskedAutoregressive
+from ._base import AbstractBijector as AbstractBijector
+from ._coupling import Coupling as Coupling
+from ._distributions import (
+    AbstractDistribution as AbstractDistribution,
+    Normal as Normal,
+    StandardNormal as StandardNormal,
+    Transformed as Transformed,
+)
+from ._elementwise import Exp as Exp, Sigmoid as Sigmoid, Softplus as Softplus, Tanh as Tanh
+from ._flows import (
+    coupling_flow as coupling_flow,
+    inverse_autoregressive_flow as inverse_autoregressive_flow,
+    masked_autoregressive_flow as masked_autoregressive_flow,
+)
+from ._rqs import RationalQuadraticSpline as RationalQuadraticSpline
+from ._structure import (
+    Chain as Chain,
+    Concatenate as Concatenate,
+    Invert as Invert,
+    Permute as Permute,
+    Reverse as Reverse,
+    Scan as Scan,
+    Stack as Stack,
+)
+from ._utils import softplus_inverse as softplus_inverse

@@ -61,12 +61,10 @@ class AbstractBijector(eqx.Module):
     cond_shape: eqx.AbstractVar[Shape | None]
 
     @abstractmethod
-    def _transform_and_log_det(self, x: Array, condition: Array | None) -> tuple[Array, Array]:
-        ...
+    def _transform_and_log_det(self, x: Array, condition: Array | None) -> tuple[Array, Array]: ...
 
     @abstractmethod
-    def _inverse_and_log_det(self, y: Array, condition: Array | None) -> tuple[Array, Array]:
-        ...
+    def _inverse_and_log_det(self, y: Array, condition: Array | None) -> tuple[Array, Array]: ...
 
     def transform_and_log_det(self, x: ArrayLike, condition: ArrayLike | None = None):
         """Return ``(y, log|det dy/dx|)``."""

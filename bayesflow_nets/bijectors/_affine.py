@@ -1,0 +1,136 @@
+"""Affine bijectors: Loc, Scale, Affine, TriangularAffine."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike
+
+from .._custom_types import Shape
+from ._base import AbstractBijector
+from ._utils import as_float_array, positive_param, softplus_inverse
+
+
+class Loc(AbstractBijector):
+    """y = x + loc."""
+
+    loc: Array
+    shape: Shape
+    cond_shape: None = None
+
+    def __init__(self, loc: ArrayLike):
+        self.loc = as_float_array("loc", loc)
+        self.shape = self.loc.shape
+
+    def _transform_and_log_det(self, x, condition):
+        return x + self.loc, jnp.zeros((), x.dtype)
+
+    def _inverse_and_log_det(self, y, condition):
+        return y - self.loc, jnp.zeros((), y.dtype)
+
+
+class Scale(AbstractBijector):
+    """y = scale ⊙ x with scale > 0 (softplus-parametrised field)."""
+
+    scale_unconstrained: Array
+    shape: Shape
+    cond_shape: None = None
+
+    def __init__(self, scale: ArrayLike):
+        self.scale_unconstrained = positive_param("scale", as_float_array("scale", scale))
+        self.shape = self.scale_unconstrained.shape
+
+    @property
+    def scale(self) -> Array:
+        return jax.nn.softplus(self.scale_unconstrained)
+
+    def _transform_and_log_det(self, x, condition):
+        s = self.scale
+        return x * s, jnp.sum(jnp.log(s))
+
+    def _inverse_and_log_det(self, y, condition):
+        s = self.scale
+        return y / s, -jnp.sum(jnp.log(s))
+
+
+class Affine(AbstractBijector):
+    """y = loc + scale ⊙ x, scale > 0 (softplus-parametrised); loc and scale broadcast."""
+
+    loc: Array
+    scale_unconstrained: Array
+    shape: Shape
+    cond_shape: None = None
+
+    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0):
+        loc = as_float_array("loc", loc)
+        scale = as_float_array("scale", scale)
+        try:
+            shape = jnp.broadcast_shapes(loc.shape, scale.shape)
+        except ValueError as err:
+            raise ValueError(
+                f"arguments 'loc' {loc.shape} and 'scale' {scale.shape} do not broadcast."
+            ) from err
+        self.loc = jnp.broadcast_to(loc, shape)
+        self.scale_unconstrained = jnp.broadcast_to(positive_param("scale", scale), shape)
+        self.shape = shape
+
+    @property
+    def scale(self) -> Array:
+        return jax.nn.softplus(self.scale_unconstrained)
+
+    def _transform_and_log_det(self, x, condition):
+        s = self.scale
+        return self.loc + s * x, jnp.sum(jnp.log(s))
+
+    def _inverse_and_log_det(self, y, condition):
+        s = self.scale
+        return (y - self.loc) / s, -jnp.sum(jnp.log(s))
+
+
+class TriangularAffine(AbstractBijector):
+    """y = loc + L x with L triangular, positive diagonal (softplus-parametrised), full rank.
+
+    ``arr`` is a square matrix; only its lower (or upper) triangle is used.
+    """
+
+    loc: Array
+    off_diagonal: Array
+    diag_unconstrained: Array
+    lower: bool
+    shape: Shape
+    cond_shape: None = None
+
+    def __init__(self, loc: ArrayLike, arr: ArrayLike, *, lower: bool = True):
+        loc = as_float_array("loc", loc)
+        arr = as_float_array("arr", arr)
+        if loc.ndim != 1:
+            raise ValueError(f"argument 'loc' must be 1-D, got shape {loc.shape}.")
+        d = loc.shape[0]
+        if arr.shape != (d, d):
+            raise ValueError(
+                f"argument 'arr' must have shape {(d, d)} to match 'loc', got {arr.shape}."
+            )
+        self.loc = loc
+        tri = jnp.tril if lower else jnp.triu
+        self.off_diagonal = tri(arr, -1 if lower else 1)
+        self.diag_unconstrained = positive_param("arr (diagonal)", jnp.diag(arr))
+        self.lower = lower
+        self.shape = (d,)
+
+    @property
+    def matrix(self) -> Array:
+        tri = jnp.tril if self.lower else jnp.triu
+        off = tri(self.off_diagonal, -1 if self.lower else 1)
+        return off + jnp.diag(jax.nn.softplus(self.diag_unconstrained))
+
+    def _transform_and_log_det(self, x, condition):
+        diag = jax.nn.softplus(self.diag_unconstrained)
+        return self.loc + self.matrix @ x, jnp.sum(jnp.log(diag))
+
+    def _inverse_and_log_det(self, y, condition):
+        diag = jax.nn.softplus(self.diag_unconstrained)
+        x = jax.scipy.linalg.solve_triangular(self.matrix, y - self.loc, lower=self.lower)
+        return x, -jnp.sum(jnp.log(diag))
+
+
+__all__ = ["Loc", "Scale", "Affine", "TriangularAffine", "softplus_inverse"]

@@ -1,0 +1,96 @@
+"""Conditioner networks: a plain MLP and a MADE (masked) MLP, with zero-initialised heads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PRNGKeyArray
+
+
+def _linear_init(key, n_in, n_out, dtype=float):
+    lim = 1.0 / np.sqrt(max(n_in, 1))
+    kw, kb = jax.random.split(key)
+    w = jax.random.uniform(kw, (n_out, n_in), minval=-lim, maxval=lim)
+    b = jax.random.uniform(kb, (n_out,), minval=-lim, maxval=lim)
+    return w, b
+
+
+class MaskedMLP(eqx.Module):
+    """MLP with fixed binary masks on its weights (all-ones masks give a plain MLP).
+
+    The last layer starts at zero weights with bias ``head_bias``, so a conditioner initially
+    outputs the transformer's own initial parameters (an identity-like layer).
+    """
+
+    weights: tuple[Array, ...]
+    biases: tuple[Array, ...]
+    masks: tuple[Array, ...] | None
+    activation: Callable = eqx.field(static=True)
+
+    def __init__(
+        self,
+        key: PRNGKeyArray,
+        degrees: list[np.ndarray],
+        head_bias: Array,
+        *,
+        activation: Callable = jax.nn.relu,
+        masked: bool = True,
+    ):
+        keys = jax.random.split(key, len(degrees) - 1)
+        ws, bs, ms = [], [], []
+        n_layers = len(degrees) - 1
+        for i in range(n_layers):
+            d_in, d_out = degrees[i], degrees[i + 1]
+            w, b = _linear_init(keys[i], len(d_in), len(d_out))
+            if i == n_layers - 1:
+                m = (d_out[:, None] > d_in[None, :]) if masked else np.ones((len(d_out), len(d_in)))
+                w = jnp.zeros_like(w)
+                b = jnp.asarray(head_bias, dtype=w.dtype)
+            else:
+                m = (
+                    (d_out[:, None] >= d_in[None, :])
+                    if masked
+                    else np.ones((len(d_out), len(d_in)))
+                )
+            ws.append(w)
+            bs.append(b)
+            ms.append(jnp.asarray(m, dtype=bool))
+        self.weights = tuple(ws)
+        self.biases = tuple(bs)
+        self.masks = tuple(ms) if masked else None
+        self.activation = activation
+
+    def __call__(self, x: Array) -> Array:
+        n = len(self.weights)
+        masks = self.masks if self.masks is not None else (None,) * n
+        for i, (w, b, m) in enumerate(zip(self.weights, self.biases, masks)):
+            w = w if m is None else jnp.where(m, w, jnp.zeros((), w.dtype))
+            x = w @ x + b
+            if i < n - 1:
+                x = self.activation(x)
+        return x
+
+
+def made_degrees(
+    dim: int, cond_dim: int, width: int, depth: int, n_params: int
+) -> list[np.ndarray]:
+    """MADE degrees: inputs 1..dim (condition 0), hidden in 1..dim−1, outputs (dim, n_params) rows."""
+    d_in = np.concatenate([np.zeros(cond_dim, int), np.arange(1, dim + 1)])
+    if dim > 1:
+        d_hidden = np.arange(width) % (dim - 1) + 1
+    else:
+        d_hidden = np.zeros(width, int)
+    d_out = np.repeat(np.arange(1, dim + 1), n_params)
+    return [d_in] + [d_hidden] * depth + [d_out]
+
+
+def plain_degrees(n_in: int, width: int, depth: int, n_out: int) -> list[np.ndarray]:
+    """Degrees for an unmasked MLP (masks all ones)."""
+    return [np.zeros(n_in, int)] + [np.zeros(width, int)] * depth + [np.zeros(n_out, int)]
+
+
+__all__ = ["MaskedMLP", "made_degrees", "plain_degrees"]

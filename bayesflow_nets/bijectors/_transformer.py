@@ -1,0 +1,71 @@
+"""Elementwise 'transformer' bijectors whose parameters are produced by a conditioner network."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from ._base import AbstractBijector
+
+
+class TransformerSpec(eqx.Module):
+    """Flat parametrisation of a scalar (shape ()) bijector used as an elementwise transformer."""
+
+    static: AbstractBijector = eqx.field(static=True)
+    treedef: object = eqx.field(static=True)
+    leaf_shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    num_params: int = eqx.field(static=True)
+
+    def __init__(self, transformer: AbstractBijector, *, arg: str = "transformer"):
+        if not isinstance(transformer, AbstractBijector):
+            raise TypeError(
+                f"argument {arg!r} must be an AbstractBijector, got {type(transformer)}."
+            )
+        if transformer.shape != () or transformer.cond_shape is not None:
+            raise ValueError(
+                f"argument {arg!r} must be an unconditional scalar bijector (shape=(), "
+                f"cond_shape=None), got shape={transformer.shape}, cond_shape={transformer.cond_shape}."
+            )
+        params, static = eqx.partition(transformer, eqx.is_inexact_array)
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        self.static = static
+        self.treedef = treedef
+        self.leaf_shapes = tuple(tuple(leaf.shape) for leaf in leaves)
+        self.num_params = int(sum(leaf.size for leaf in leaves))
+
+    @staticmethod
+    def initial_params(transformer: AbstractBijector) -> Array:
+        """The transformer's own parameters as one flat vector (initial conditioner output)."""
+        leaves = jax.tree_util.tree_leaves(eqx.filter(transformer, eqx.is_inexact_array))
+        if not leaves:
+            return jnp.zeros((0,))
+        return jnp.concatenate([jnp.ravel(leaf) for leaf in leaves])
+
+    def build(self, flat: Array) -> AbstractBijector:
+        """Scalar bijector from a flat parameter vector."""
+        leaves, i = [], 0
+        for shp in self.leaf_shapes:
+            size = 1
+            for s in shp:
+                size *= s
+            leaves.append(flat[i : i + size].reshape(shp))
+            i += size
+        params = jax.tree_util.tree_unflatten(self.treedef, leaves)
+        return eqx.combine(params, self.static)
+
+    def apply(self, x: Array, params: Array, inverse: bool) -> tuple[Array, Array]:
+        """Apply per element: ``x`` shape (d,), ``params`` shape (d, num_params)."""
+
+        def one(xi, pi):
+            b = self.build(pi)
+            if inverse:
+                return b.inverse_and_log_det(xi)
+            return b.transform_and_log_det(xi)
+
+        y, ld = jax.vmap(one)(x, params)
+        return y, jnp.sum(ld)
+
+
+__all__ = ["TransformerSpec"]
