@@ -32,3 +32,10 @@ from ._structure import (
     Stack as Stack,
 )
 from ._utils import softplus_inverse as softplus_inverse
+from .numpyro import (
+    BijectorTransform as BijectorTransform,
+    FlowDistribution as FlowDistribution,
+    as_numpyro_distribution as as_numpyro_distribution,
+    flow_param as flow_param,
+    to_numpyro as to_numpyro,
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
@@ -15,8 +16,8 @@ class Loc(AbstractBijector):
     """y = x + loc."""
 
     loc: Array
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, loc: ArrayLike):
         self.loc = as_float_array("loc", loc)
@@ -33,8 +34,8 @@ class Scale(AbstractBijector):
     """y = scale ⊙ x with scale > 0 (softplus-parametrised field)."""
 
     scale_unconstrained: Array
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, scale: ArrayLike):
         self.scale_unconstrained = positive_param("scale", as_float_array("scale", scale))
@@ -58,8 +59,8 @@ class Affine(AbstractBijector):
 
     loc: Array
     scale_unconstrained: Array
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0):
         loc = as_float_array("loc", loc)
@@ -96,9 +97,9 @@ class TriangularAffine(AbstractBijector):
     loc: Array
     off_diagonal: Array
     diag_unconstrained: Array
-    lower: bool
-    shape: Shape
-    cond_shape: None = None
+    lower: bool = eqx.field(static=True)
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, loc: ArrayLike, arr: ArrayLike, *, lower: bool = True):
         loc = as_float_array("loc", loc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
@@ -23,8 +24,8 @@ class MaskedAutoregressive(AbstractBijector):
 
     spec: TransformerSpec
     made: MaskedMLP
-    shape: Shape
-    cond_shape: Shape | None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: Shape | None = eqx.field(static=True)
 
     def __init__(
         self,

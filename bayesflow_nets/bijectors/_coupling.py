@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
@@ -19,9 +20,9 @@ class Coupling(AbstractBijector):
 
     spec: TransformerSpec
     conditioner: MaskedMLP
-    untransformed_dim: int
-    shape: Shape
-    cond_shape: Shape | None
+    untransformed_dim: int = eqx.field(static=True)
+    shape: Shape = eqx.field(static=True)
+    cond_shape: Shape | None = eqx.field(static=True)
 
     def __init__(
         self,

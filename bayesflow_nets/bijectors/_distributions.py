@@ -112,8 +112,8 @@ class AbstractDistribution(eqx.Module):
 class StandardNormal(AbstractDistribution):
     """N(0, I) over events of shape ``shape``."""
 
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, shape: Shape = ()):
         self.shape = _as_shape(shape, "shape")
@@ -131,8 +131,8 @@ class Normal(AbstractDistribution):
 
     loc: Array
     scale_unconstrained: Array
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0):
         loc = as_float_array("loc", loc)
@@ -161,8 +161,8 @@ class Transformed(AbstractDistribution):
 
     base: AbstractDistribution
     bijector: AbstractBijector
-    shape: Shape
-    cond_shape: Shape | None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: Shape | None = eqx.field(static=True)
 
     def __init__(self, base: AbstractDistribution, bijector: AbstractBijector):
         if not isinstance(base, AbstractDistribution):

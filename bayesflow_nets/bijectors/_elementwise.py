@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -12,8 +13,8 @@ from ._base import AbstractBijector, _as_shape
 class Exp(AbstractBijector):
     """y = exp(x): R → (0, ∞)."""
 
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, shape: Shape = ()):
         self.shape = _as_shape(shape, "shape")
@@ -29,8 +30,8 @@ class Exp(AbstractBijector):
 class Softplus(AbstractBijector):
     """y = log(1 + eˣ): R → (0, ∞)."""
 
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, shape: Shape = ()):
         self.shape = _as_shape(shape, "shape")
@@ -46,8 +47,8 @@ class Softplus(AbstractBijector):
 class Sigmoid(AbstractBijector):
     """y = 1 / (1 + e⁻ˣ): R → (0, 1)."""
 
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, shape: Shape = ()):
         self.shape = _as_shape(shape, "shape")
@@ -70,8 +71,8 @@ def _tanh_log_det(x):
 class Tanh(AbstractBijector):
     """y = tanh(x): R → (−1, 1)."""
 
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, shape: Shape = ()):
         self.shape = _as_shape(shape, "shape")

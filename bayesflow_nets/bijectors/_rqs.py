@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
@@ -72,9 +73,9 @@ class RationalQuadraticSpline(AbstractBijector):
     unnormalised_widths: Array
     unnormalised_heights: Array
     unnormalised_derivatives: Array
-    interval: tuple[float, float]
-    shape: Shape
-    cond_shape: None = None
+    interval: tuple[float, float] = eqx.field(static=True)
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(
         self,

@@ -19,8 +19,8 @@ class Permute(AbstractBijector):
 
     perm: Array
     inverse_perm: Array
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, perm: ArrayLike, shape: Shape | None = None):
         if isinstance(perm, jax.core.Tracer):  # built under eqx.filter_vmap (stacked layers)
@@ -56,8 +56,8 @@ class Permute(AbstractBijector):
 class Reverse(AbstractBijector):
     """Reverse the last axis."""
 
-    shape: Shape
-    cond_shape: None = None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True, default=None)
 
     def __init__(self, shape: Shape):
         self.shape = _as_shape(shape, "shape")
@@ -86,8 +86,8 @@ class Chain(AbstractBijector):
     """Composition: ``Chain([f1, f2]).transform(x) = f2(f1(x))``."""
 
     bijectors: tuple[AbstractBijector, ...]
-    shape: Shape
-    cond_shape: Shape | None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: Shape | None = eqx.field(static=True)
 
     def __init__(self, bijectors: Sequence[AbstractBijector]):
         bijectors = tuple(bijectors)
@@ -124,8 +124,8 @@ class Invert(AbstractBijector):
     """Swap the forward and inverse directions of a bijector."""
 
     bijector: AbstractBijector
-    shape: Shape
-    cond_shape: Shape | None
+    shape: Shape = eqx.field(static=True)
+    cond_shape: Shape | None = eqx.field(static=True)
 
     def __init__(self, bijector: AbstractBijector):
         if not isinstance(bijector, AbstractBijector):
@@ -147,10 +147,10 @@ class Concatenate(AbstractBijector):
     """Block-wise: each bijector acts on its own slice of ``axis``; slices follow their shapes."""
 
     bijectors: tuple[AbstractBijector, ...]
-    axis: int
-    split_points: tuple[int, ...]
-    shape: Shape
-    cond_shape: Shape | None
+    axis: int = eqx.field(static=True)
+    split_points: tuple[int, ...] = eqx.field(static=True)
+    shape: Shape = eqx.field(static=True)
+    cond_shape: Shape | None = eqx.field(static=True)
 
     def __init__(self, bijectors: Sequence[AbstractBijector], axis: int = 0):
         bijectors = tuple(bijectors)
@@ -198,9 +198,9 @@ class Stack(AbstractBijector):
     """Block-wise over a new ``axis``: bijector i acts on ``x.take(i, axis)``."""
 
     bijectors: tuple[AbstractBijector, ...]
-    axis: int
-    shape: Shape
-    cond_shape: Shape | None
+    axis: int = eqx.field(static=True)
+    shape: Shape = eqx.field(static=True)
+    cond_shape: Shape | None = eqx.field(static=True)
 
     def __init__(self, bijectors: Sequence[AbstractBijector], axis: int = 0):
         bijectors = tuple(bijectors)
@@ -239,9 +239,9 @@ class Scan(AbstractBijector):
     ``jax.lax.scan`` so compile time does not grow with depth."""
 
     stacked: AbstractBijector
-    num_layers: int
-    shape: Shape
-    cond_shape: Shape | None
+    num_layers: int = eqx.field(static=True)
+    shape: Shape = eqx.field(static=True)
+    cond_shape: Shape | None = eqx.field(static=True)
 
     def __init__(self, stacked: AbstractBijector):
         if not isinstance(stacked, AbstractBijector):
