@@ -14,7 +14,7 @@ from jaxtyping import Array, PRNGKeyArray
 def _linear_init(key, n_in, n_out, dtype=float):
     lim = 1.0 / np.sqrt(max(n_in, 1))
     kw, kb = jax.random.split(key)
-    w = jax.random.uniform(kw, (n_out, n_in), minval=-lim, maxval=lim)
+    w = jax.random.uniform(kw, (n_in, n_out), minval=-lim, maxval=lim)
     b = jax.random.uniform(kb, (n_out,), minval=-lim, maxval=lim)
     return w, b
 
@@ -45,17 +45,13 @@ class MaskedMLP(eqx.Module):
         n_layers = len(degrees) - 1
         for i in range(n_layers):
             d_in, d_out = degrees[i], degrees[i + 1]
-            w, b = _linear_init(keys[i], len(d_in), len(d_out))
+            w, b = _linear_init(keys[i], len(d_in), len(d_out))  # w: (n_in, n_out)
             if i == n_layers - 1:
-                m = (d_out[:, None] > d_in[None, :]) if masked else np.ones((len(d_out), len(d_in)))
+                m = d_in[:, None] < d_out[None, :]
                 w = jnp.zeros_like(w)
                 b = jnp.asarray(head_bias, dtype=w.dtype)
             else:
-                m = (
-                    (d_out[:, None] >= d_in[None, :])
-                    if masked
-                    else np.ones((len(d_out), len(d_in)))
-                )
+                m = d_in[:, None] <= d_out[None, :]
             ws.append(w)
             bs.append(b)
             ms.append(jnp.asarray(m, dtype=bool))
@@ -69,7 +65,7 @@ class MaskedMLP(eqx.Module):
         masks = self.masks if self.masks is not None else (None,) * n
         for i, (w, b, m) in enumerate(zip(self.weights, self.biases, masks)):
             w = w if m is None else jnp.where(m, w, jnp.zeros((), w.dtype))
-            x = w @ x + b
+            x = x @ w + b
             if i < n - 1:
                 x = self.activation(x)
         return x

@@ -5,6 +5,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from .._custom_types import Shape
@@ -16,11 +17,11 @@ _MIN_DERIVATIVE = 1e-3
 
 
 def _knots(unnormalised: Array, lo: float, hi: float) -> Array:
+    """Knot positions (..., K+1) from unnormalised bin sizes (..., K); cumsum as a matmul."""
     k = unnormalised.shape[-1]
     widths = _MIN_BIN + (1 - _MIN_BIN * k) * jax.nn.softmax(unnormalised, axis=-1)
-    cum = jnp.cumsum(widths, axis=-1)
-    zero = jnp.zeros(unnormalised.shape[:-1] + (1,), unnormalised.dtype)
-    return lo + (hi - lo) * jnp.concatenate([zero, cum], axis=-1)
+    upper = jnp.asarray(np.triu(np.ones((k, k + 1)), 1), widths.dtype)  # [i, j] = 1 if i < j
+    return lo + (hi - lo) * (widths @ upper)
 
 
 def _derivatives(unnormalised: Array) -> Array:
@@ -29,15 +30,21 @@ def _derivatives(unnormalised: Array) -> Array:
     return jnp.concatenate([one, inner, one], axis=-1)
 
 
-def _spline_scalar(x, xk, yk, dk, lo, hi, inverse: bool):
-    """One scalar through one spline (knots xk, yk, derivatives dk); identity outside [lo, hi]."""
+def _spline(x, xk, yk, dk, lo, hi, inverse: bool):
+    """Elements ``x`` (n,) through their splines (knots (n, K+1)); identity outside [lo, hi].
+
+    Returns the outputs and the elementwise log|dy/dx| (or log|dx/dy| when ``inverse``).
+    """
     inside = (x > lo) & (x < hi)
     xc = jnp.clip(x, lo, hi)
     knots_in = yk if inverse else xk
-    idx = jnp.clip(jnp.searchsorted(knots_in, xc, side="right") - 1, 0, xk.shape[0] - 2)
-    x0, x1 = xk[idx], xk[idx + 1]
-    y0, y1 = yk[idx], yk[idx + 1]
-    d0, d1 = dk[idx], dk[idx + 1]
+    k = xk.shape[-1] - 1
+    idx = jnp.sum(xc[..., None] >= knots_in[..., 1:k], axis=-1)[..., None]
+
+    def at(arr, offset):
+        return jnp.take_along_axis(arr, idx + offset, axis=-1)[..., 0]
+
+    x0, x1, y0, y1, d0, d1 = at(xk, 0), at(xk, 1), at(yk, 0), at(yk, 1), at(dk, 0), at(dk, 1)
     w, h = x1 - x0, y1 - y0
     s = h / w
     if inverse:
@@ -142,12 +149,8 @@ class RationalQuadraticSpline(AbstractBijector):
         yk = _knots(self.unnormalised_heights, lo, hi)
         dk = _derivatives(self.unnormalised_derivatives)
         n = max(1, int(jnp.size(x)))
-        fn = jax.vmap(lambda a, b, c, d: _spline_scalar(a, b, c, d, lo, hi, inverse))
-        out, ld = fn(
-            x.reshape(n),
-            xk.reshape(n, -1),
-            yk.reshape(n, -1),
-            dk.reshape(n, -1),
+        out, ld = _spline(
+            x.reshape(n), xk.reshape(n, -1), yk.reshape(n, -1), dk.reshape(n, -1), lo, hi, inverse
         )
         return out.reshape(x.shape), jnp.sum(ld)
 
