@@ -54,15 +54,26 @@ class Scale(AbstractBijector):
         return y / s, -jnp.sum(jnp.log(s))
 
 
+_LOG_SCALE_BOUNDS = (-5.0, 3.0)
+
+
 class Affine(AbstractBijector):
-    """y = loc + scale ⊙ x, scale > 0 (softplus-parametrised); loc and scale broadcast."""
+    """y = loc + scale ⊙ x with scale > 0; loc and scale broadcast.
+
+    ``positivity="softplus"`` (default) stores softplus⁻¹(scale). ``positivity="exp"`` stores
+    log(scale), clipped to [−5, 3] as NumPyro's IAF does: one ``exp`` per element and the log-det
+    is the clipped log-scale itself, the cheaper choice inside autoregressive flows.
+    """
 
     loc: Array
     scale_unconstrained: Array
+    positivity: str = eqx.field(static=True)
     shape: Shape = eqx.field(static=True)
     cond_shape: None = eqx.field(static=True, default=None)
 
-    def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0):
+    def __init__(
+        self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0, *, positivity: str = "softplus"
+    ):
         loc = as_float_array("loc", loc)
         scale = as_float_array("scale", scale)
         try:
@@ -71,19 +82,49 @@ class Affine(AbstractBijector):
             raise ValueError(
                 f"arguments 'loc' {loc.shape} and 'scale' {scale.shape} do not broadcast."
             ) from err
+        if positivity == "softplus":
+            unconstrained = positive_param("scale", scale)
+        elif positivity == "exp":
+            positive_param("scale", scale)  # validation only
+            unconstrained = jnp.log(scale)
+            lo, hi = _LOG_SCALE_BOUNDS
+            if not isinstance(scale, jax.core.Tracer) and bool(
+                jnp.any((unconstrained < lo) | (unconstrained > hi))
+            ):
+                raise ValueError(
+                    f"argument 'scale' must lie in [exp({lo}), exp({hi})] with positivity='exp'."
+                )
+        else:
+            raise ValueError(
+                f"argument 'positivity' must be 'softplus' or 'exp', got {positivity!r}."
+            )
         self.loc = jnp.broadcast_to(loc, shape)
-        self.scale_unconstrained = jnp.broadcast_to(positive_param("scale", scale), shape)
+        self.scale_unconstrained = jnp.broadcast_to(unconstrained, shape)
+        self.positivity = positivity
         self.shape = shape
+
+    def _log_scale(self) -> Array:
+        if self.positivity == "exp":
+            return jnp.clip(self.scale_unconstrained, *_LOG_SCALE_BOUNDS)
+        return jnp.log(jax.nn.softplus(self.scale_unconstrained))
 
     @property
     def scale(self) -> Array:
+        if self.positivity == "exp":
+            return jnp.exp(self._log_scale())
         return jax.nn.softplus(self.scale_unconstrained)
 
     def _transform_and_log_det(self, x, condition):
+        if self.positivity == "exp":
+            log_s = self._log_scale()
+            return self.loc + jnp.exp(log_s) * x, jnp.sum(log_s)
         s = self.scale
         return self.loc + s * x, jnp.sum(jnp.log(s))
 
     def _inverse_and_log_det(self, y, condition):
+        if self.positivity == "exp":
+            log_s = self._log_scale()
+            return (y - self.loc) * jnp.exp(-log_s), -jnp.sum(log_s)
         s = self.scale
         return (y - self.loc) / s, -jnp.sum(jnp.log(s))
 

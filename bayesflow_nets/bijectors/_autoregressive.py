@@ -45,14 +45,14 @@ class MaskedAutoregressive(AbstractBijector):
         self.spec = TransformerSpec(transformer)
         n = self.spec.num_params
         degrees = made_degrees(dim, cond_dim or 0, nn_width, nn_depth, n)
-        head = jnp.tile(TransformerSpec.initial_params(transformer), dim)
+        head = jnp.repeat(TransformerSpec.initial_params(transformer), dim)
         self.made = MaskedMLP(key, degrees, head, activation=nn_activation, masked=True)
         self.shape = (dim,)
         self.cond_shape = None if cond_dim is None else (cond_dim,)
 
     def _params(self, x, condition):
         inp = x if condition is None else jnp.concatenate([condition, x])
-        return self.made(inp).reshape(self.shape[0], self.spec.num_params)
+        return self.made(inp).reshape(self.spec.num_params, self.shape[0])
 
     def _transform_and_log_det(self, x, condition):
         return self.spec.apply(x, self._params(x, condition), inverse=False)

@@ -47,7 +47,7 @@ class Coupling(AbstractBijector):
         self.spec = TransformerSpec(transformer)
         n_out = (dim - untransformed_dim) * self.spec.num_params
         n_in = untransformed_dim + (cond_dim or 0)
-        head = jnp.tile(TransformerSpec.initial_params(transformer), dim - untransformed_dim)
+        head = jnp.repeat(TransformerSpec.initial_params(transformer), dim - untransformed_dim)
         self.conditioner = MaskedMLP(
             key,
             plain_degrees(n_in, nn_width, nn_depth, n_out),
@@ -62,7 +62,7 @@ class Coupling(AbstractBijector):
     def _params(self, x_cond, condition):
         inp = x_cond if condition is None else jnp.concatenate([x_cond, condition])
         out = self.conditioner(inp)
-        return out.reshape(self.shape[0] - self.untransformed_dim, self.spec.num_params)
+        return out.reshape(self.spec.num_params, self.shape[0] - self.untransformed_dim)
 
     def _transform_and_log_det(self, x, condition):
         k = self.untransformed_dim

@@ -62,7 +62,7 @@ def masked_autoregressive_flow(
     """MAF: MADE layers with random permutations. ``invert=True`` makes ``log_prob`` parallel."""
     dim = _check_base(base_dist)
     _check_layers(flow_layers)
-    transformer = Affine() if transformer is None else transformer
+    transformer = Affine(positivity="exp") if transformer is None else transformer
 
     def make_layer(k):
         k1, k2 = jax.random.split(k)

@@ -80,7 +80,7 @@ def made_degrees(
         d_hidden = np.arange(width) % (dim - 1) + 1
     else:
         d_hidden = np.zeros(width, int)
-    d_out = np.repeat(np.arange(1, dim + 1), n_params)
+    d_out = np.tile(np.arange(1, dim + 1), n_params)  # blocked: (n_params, dim)
     return [d_in] + [d_hidden] * depth + [d_out]
 
 

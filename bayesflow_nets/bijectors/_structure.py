@@ -240,10 +240,11 @@ class Scan(AbstractBijector):
 
     stacked: AbstractBijector
     num_layers: int = eqx.field(static=True)
+    unroll: int | bool = eqx.field(static=True)
     shape: Shape = eqx.field(static=True)
     cond_shape: Shape | None = eqx.field(static=True)
 
-    def __init__(self, stacked: AbstractBijector):
+    def __init__(self, stacked: AbstractBijector, *, unroll: int | bool = 1):
         if not isinstance(stacked, AbstractBijector):
             raise TypeError(f"argument 'stacked' must be an AbstractBijector, got {type(stacked)}.")
         leaves = jax.tree_util.tree_leaves(eqx.filter(stacked, eqx.is_array))
@@ -255,8 +256,11 @@ class Scan(AbstractBijector):
                 "argument 'stacked' must have every array leaf stacked on a common leading "
                 "layer axis (build it with eqx.filter_vmap over keys)."
             )
+        if not (isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1)):
+            raise ValueError(f"argument 'unroll' must be a bool or an int >= 1, got {unroll!r}.")
         self.stacked = stacked
         self.num_layers = int(n)
+        self.unroll = unroll
         self.shape = stacked.shape
         self.cond_shape = stacked.cond_shape
 
@@ -269,7 +273,7 @@ class Scan(AbstractBijector):
             y, ld = fn(carry, condition)
             return y, ld
 
-        y, lds = jax.lax.scan(step, x, params, reverse=inverse)
+        y, lds = jax.lax.scan(step, x, params, reverse=inverse, unroll=self.unroll)
         return y, jnp.sum(lds)
 
     def _transform_and_log_det(self, x, condition):

@@ -56,7 +56,7 @@ class TransformerSpec(eqx.Module):
         return eqx.combine(params, self.static)
 
     def apply(self, x: Array, params: Array, inverse: bool) -> tuple[Array, Array]:
-        """Apply per element: ``x`` shape (d,), ``params`` shape (d, num_params)."""
+        """Apply per element: ``x`` shape (d,), ``params`` shape (num_params, d) (blocked layout)."""
 
         def one(xi, pi):
             b = self.build(pi)
@@ -64,7 +64,7 @@ class TransformerSpec(eqx.Module):
                 return b.inverse_and_log_det(xi)
             return b.transform_and_log_det(xi)
 
-        y, ld = jax.vmap(one)(x, params)
+        y, ld = jax.vmap(one, in_axes=(0, 1))(x, params)
         return y, jnp.sum(ld)
 
 

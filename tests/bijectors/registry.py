@@ -49,6 +49,10 @@ CASES = {
     "Scale": (lambda k: bj.Scale(_positive(k, (DIM,))), _real),
     "Affine": (lambda k: bj.Affine(jax.random.normal(k, (DIM,)), _positive(k, (DIM,))), _real),
     "Affine_scalar": (lambda k: bj.Affine(0.3, 2.0), _real),
+    "Affine_exp": (
+        lambda k: bj.Affine(jax.random.normal(k, (DIM,)), _positive(k, (DIM,)), positivity="exp"),
+        _real,
+    ),
     "TriangularAffine": (
         lambda k: bj.TriangularAffine(
             jax.random.normal(k, (DIM,)), jax.random.normal(k, (DIM, DIM)) + 3 * jnp.eye(DIM)

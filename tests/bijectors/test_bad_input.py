@@ -15,6 +15,8 @@ KEY = jax.random.key(0)
         (lambda: bj.Affine(jnp.array([0.0, jnp.nan]), 1.0), "argument 'loc' must be finite"),
         (lambda: bj.Affine(0.0, jnp.array([1.0, jnp.inf])), "argument 'scale' must be finite"),
         (lambda: bj.Affine(0.0, -1.0), "argument 'scale' must be strictly positive"),
+        (lambda: bj.Affine(0.0, 100.0, positivity="exp"), "must lie in"),
+        (lambda: bj.Affine(0.0, 1.0, positivity="relu"), "argument 'positivity'"),
         (lambda: bj.Scale(jnp.zeros(2)), "argument 'scale' must be strictly positive"),
         (lambda: bj.Loc(jnp.array([jnp.inf])), "argument 'loc' must be finite"),
         (lambda: bj.TriangularAffine(jnp.zeros(2), jnp.eye(3)), "argument 'arr' must have shape"),
