@@ -1,0 +1,154 @@
+"""Score-Jacobian spectra, matrix-free top-k, gaps and intrinsic dimension (MATH.md §5)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesflow_nets import diffusion as D
+
+
+def linear_score(cov, schedule=None):
+    """Exact score of x₀ ~ N(0, C) (C may be singular) under VE, or under ``schedule``."""
+    d = cov.shape[0]
+
+    def score(x, t):
+        if schedule is None:
+            c = cov + t * jnp.eye(d, dtype=cov.dtype)
+        else:
+            c = schedule.mean_coeff(t) ** 2 * cov + schedule.variance(t) * jnp.eye(
+                d, dtype=cov.dtype
+            )
+        return -jnp.linalg.solve(c, x)
+
+    return score
+
+
+def manifold(d=12, m=4, seed=0):
+    f = jax.random.normal(jax.random.key(seed), (d, m), jnp.float64)
+    cov = f @ f.T
+    lam = jnp.linalg.eigvalsh(cov)[-m:]
+    return f, cov, lam
+
+
+@pytest.mark.parametrize("t", [1e-3, 0.1, 1.0, 30.0])
+def test_linear_manifold_spectrum_ve(t, x64):
+    """t·J has eigenvalues {−t/(λ_i+t)} ∪ {−1}^(d−m) (exact)."""
+    d, m = 12, 4
+    f, cov, lam = manifold(d, m)
+    x = f @ jnp.ones(m)
+    spec = D.score_jacobian_spectrum(linear_score(cov), x, t)
+    np.testing.assert_allclose(spec, D.linear_manifold_spectrum(lam, d, t), rtol=1e-9, atol=1e-12)
+
+
+def test_linear_manifold_spectrum_vp_reads_tau(x64):
+    d, m = 10, 3
+    f, cov, lam = manifold(d, m, seed=1)
+    vp = D.VPSchedule()
+    for t in (0.01, 0.3, 0.9):
+        spec = D.score_jacobian_spectrum(linear_score(cov, vp), f @ jnp.ones(m), t, vp)
+        oracle = D.linear_manifold_spectrum(lam, d, vp.tau(t))
+        np.testing.assert_allclose(spec, oracle, rtol=1e-9, atol=1e-12)
+
+
+def test_gap_and_intrinsic_dimension_exact(x64):
+    d, m = 12, 4
+    f, cov, _ = manifold(d, m)
+    score = linear_score(cov)
+    x = f @ jnp.array([0.3, -1.0, 0.2, 0.5])
+    spec = D.score_jacobian_spectrum(score, x, 1e-4)
+    gap = D.spectral_gap(spec)
+    assert int(gap.index) == d - m
+    assert int(D.gap_intrinsic_dimension(spec)) == m
+    res = D.stanczuk_intrinsic_dimension(score, x, 1e-4, jax.random.key(0), D.VESchedule())
+    assert int(res.dimension) == m
+    assert res.singular_values.shape == (d,)
+
+
+def test_spectral_gap_simple():
+    gap = D.spectral_gap(jnp.array([0.0, -1.0, -0.95, -0.1, -1.0]))
+    assert int(gap.index) == 3
+    np.testing.assert_allclose(gap.size, 0.85, rtol=1e-6)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        D.spectral_gap(jnp.array([1.0]))
+
+
+def test_full_jacobian_chunked_matches_jacfwd(x64):
+    data = jax.random.normal(jax.random.key(0), (9, 7), jnp.float64)
+    ve = D.VESchedule()
+    score = lambda x, t: D.empirical_score(ve, data, x, t)
+    x = jnp.linspace(-1, 1, 7)
+    ref = jax.jacfwd(score)(x, 0.4)
+    for chunk in (None, 3):  # all at once (jacfwd-like) and lax.map in chunks
+        np.testing.assert_allclose(
+            D.score_jacobian(score, x, 0.4, chunk_size=chunk), ref, rtol=1e-12
+        )
+    # image-shaped inputs are flattened
+    img_score = lambda x, t: score(x.reshape(7), t).reshape(7, 1)
+    np.testing.assert_allclose(
+        D.score_jacobian(img_score, x.reshape(7, 1), 0.4, chunk_size=2), ref, rtol=1e-12
+    )
+    with pytest.raises(ValueError, match="chunk_size must be None or an int >= 1"):
+        D.score_jacobian(score, x, 0.4, chunk_size=0)
+
+
+def _distinct_spectrum_score(d=64, t=0.05):
+    """s(x) = −(C + tI)⁻¹ x with a precomputed inverse (the test is about Lanczos, not solves)."""
+    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(3), (d, d), jnp.float64))
+    lam = 0.02 * 1.3 ** jnp.arange(d)  # top of |J| = 1/(λ+t) well separated
+    prec = (q / (lam + t)) @ q.T
+    return (lambda x, _t: -prec @ x), prec
+
+
+@pytest.mark.parametrize("method", ["lanczos", "rsvd"])
+def test_matrix_free_topk_equals_full_svd(method, x64):
+    d, k, t = 64, 6, 0.05
+    score, _ = _distinct_spectrum_score(d)
+    x = jnp.ones(d)
+    full = jnp.linalg.svd(D.score_jacobian(score, x, t), compute_uv=False)[:k]
+    top = D.score_jacobian_topk(score, x, t, jax.random.key(0), k, method=method)
+    np.testing.assert_allclose(jnp.abs(top), full, rtol=1e-8)
+
+
+def test_lanczos_vectors_are_eigenvectors(x64):
+    a = jax.random.normal(jax.random.key(0), (30, 30), jnp.float64)
+    a = a + a.T
+    vals, vecs = D.lanczos_eigh(
+        lambda v: a @ v, 30, jax.random.key(1), 4, num_iter=30, dtype=jnp.float64
+    )
+    ref = np.linalg.eigvalsh(np.asarray(a))
+    np.testing.assert_allclose(np.sort(np.abs(vals)), np.sort(np.abs(ref))[-4:], rtol=1e-9)
+    np.testing.assert_allclose(a @ vecs, vecs * vals, atol=1e-8)
+    with pytest.raises(ValueError, match="k must be an int in"):
+        D.lanczos_eigh(lambda v: a @ v, 30, jax.random.key(1), 0)
+
+
+def test_two_variance_t_max(x64):
+    """The intermediate gap t/(γ₊(σ₂)+t) − t/(γ₋(σ₁)+t) peaks at √(γ₋(σ₁) γ₊(σ₂))."""
+    d = 16
+    lam1 = jnp.array([4.0, 5.0, 6.0])  # σ₁ block, γ₋(σ₁) = 4
+    lam2 = jnp.array([0.05, 0.07, 0.1])  # σ₂ block, γ₊(σ₂) = 0.1
+    cov = jnp.diag(jnp.concatenate([lam1, lam2, jnp.zeros(d - 6)]))
+    score = linear_score(cov)
+    times = jnp.geomspace(1e-3, 1e3, 301)
+    spectra = D.spectra_over_time(score, jnp.zeros(d), times)
+    gaps = spectra[:, d - 3] - spectra[:, d - 4]  # between the two blocks
+    np.testing.assert_allclose(gaps, D.two_variance_gap(times, 4.0, 0.1), rtol=1e-9, atol=1e-12)
+    t_max = D.two_variance_t_max(4.0, 0.1)
+    np.testing.assert_allclose(t_max, np.sqrt(0.4))
+    assert abs(np.log(times[int(jnp.argmax(gaps))]) - np.log(t_max)) <= np.log(1e6) / 300
+    # stationary point exactly at t_max
+    slope = jax.grad(lambda t: D.two_variance_gap(t, 4.0, 0.1))(t_max)
+    np.testing.assert_allclose(slope, 0.0, atol=1e-12)
+    # phases: trivial at large t, coverage in between, consolidation at small t
+    phases = D.spectral_phases(spectra, trivial_tol=0.05)
+    assert phases[0] == "consolidation" and phases[-1] == "trivial"
+    assert phases[int(jnp.argmax(gaps))] == "coverage"
+
+
+def test_marchenko_pastur_edges():
+    d, m = 800, 200
+    f = jax.random.normal(jax.random.key(0), (d, m)) / np.sqrt(d)
+    eig = np.linalg.eigvalsh(np.asarray(f.T @ f))
+    lo, hi = D.marchenko_pastur_edges(1.0, m / d)
+    np.testing.assert_allclose([eig.min(), eig.max()], [lo, hi], atol=0.06)
