@@ -6,7 +6,7 @@ from bayesflow_nets.cli import main
 
 
 def test_demo_flow_beats_gaussian(capsys):
-    rc = main(["demo", "--epochs", "8", "--n-train", "3000", "--quiet"])
+    rc = main(["demo", "--density", "--epochs", "8", "--n-train", "3000", "--quiet"])
     out = capsys.readouterr().out
     assert "held-out NLL" in out
     assert rc == 0  # the flow's held-out NLL is below the Gaussian's

@@ -1,1 +1,26 @@
-"""emf (see DESIGN.md)."""
+"""Embedded-model flows (MATH.md §1): site transforms, structured layers, AutoEMF, fit_vi."""
+
+from ._asvi import ASVILayer as ASVILayer, AutoASVI as AutoASVI
+from ._autoguide import (
+    AutoEMF as AutoEMF,
+    gate_values as gate_values,
+    make_backbone as make_backbone,
+)
+from ._fit import (
+    VIResult as VIResult,
+    fit_vi as fit_vi,
+    laplace_approximation as laplace_approximation,
+)
+from ._site_transforms import (
+    SITE_TRANSFORM_RULES as SITE_TRANSFORM_RULES,
+    UNSUPPORTED_DISTRIBUTIONS as UNSUPPORTED_DISTRIBUTIONS,
+    SiteMap as SiteMap,
+    SiteTransformRule as SiteTransformRule,
+    site_map as site_map,
+)
+from ._solve import monotone_inverse as monotone_inverse
+from ._structured import (
+    AbstractStructuredLayer as AbstractStructuredLayer,
+    GatedStructuredLayer as GatedStructuredLayer,
+    StructuredLayer as StructuredLayer,
+)

@@ -1,0 +1,296 @@
+"""AutoEMF: the embedded-model-flow variational family as a NumPyro autoguide (MATH.md §1).
+
+q = T_gated ∘ B over the flat unconstrained latent vector, with T the (gated) structured layer
+built from the model's prior and B a trainable backbone flow; "top" applies B then T, "bottom"
+T then B, "middle" B₁, T, reversal, B₂. Subclasses ``AutoContinuous``, so SVI, Predictive,
+``sample_posterior``, ``median`` and ``quantiles``-free workflows behave as for NumPyro's guides.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.autoguide import AutoContinuous
+from numpyro.infer.initialization import init_to_uniform
+
+from ..bijectors import (
+    AbstractBijector,
+    Affine,
+    Chain,
+    Permute,
+    Reverse,
+    StandardNormal,
+    TriangularAffine,
+    coupling_flow,
+    inverse_autoregressive_flow,
+    masked_autoregressive_flow,
+)
+from ..bijectors.numpyro import BijectorTransform
+from ._structured import GatedStructuredLayer, StructuredLayer, gate_logit
+
+BACKBONES = ("normal", "mvn", "iaf", "maf", "rqs")
+PLACEMENTS = ("top", "middle", "bottom")
+
+
+def make_backbone(key, kind: str, dim: int, *, flow_layers: int = 2, nn_width: int | None = None):
+    """The trainable flow B on ε: an affine layer (identity at init) last, after any flow layers."""
+    if kind not in BACKBONES:
+        raise ValueError(f"argument 'backbone' must be one of {BACKBONES}, got {kind!r}.")
+    if kind == "normal":
+        return Affine(jnp.zeros(dim), jnp.ones(dim))
+    if kind == "mvn":
+        return TriangularAffine(jnp.zeros(dim), jnp.eye(dim))
+    width = nn_width if nn_width is not None else max(16, 2 * dim)
+    base = StandardNormal((dim,))
+    if kind == "iaf":
+        flow = inverse_autoregressive_flow(
+            key, base_dist=base, flow_layers=flow_layers, nn_width=width
+        )
+    elif kind == "maf":
+        flow = masked_autoregressive_flow(
+            key, base_dist=base, flow_layers=flow_layers, nn_width=width
+        )
+    else:
+        if dim < 2:
+            raise ValueError(f"backbone 'rqs' needs at least 2 latent dimensions, got {dim}.")
+        flow = coupling_flow(key, base_dist=base, flow_layers=flow_layers, nn_width=width)
+    return Chain([flow.bijector, TriangularAffine(jnp.zeros(dim), jnp.eye(dim))])
+
+
+class AutoEMF(AutoContinuous):
+    """Embedded-model-flow guide (MATH.md §1, "EMF family").
+
+    Args:
+        model: a NumPyro model with continuous latent sites.
+        backbone: "mvn" (default), "normal", "iaf", "maf" or "rqs".
+        placement: where the structured layer sits: "top" (default), "middle", "bottom".
+        gated: gate each site's map (λ trainable, closed forms for Gaussian sites).
+        per_element_gates: one gate per latent element instead of per site.
+        gate_init: initial λ.
+        flow_layers, nn_width: size of flow backbones.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        backbone: str = "mvn",
+        placement: str = "top",
+        gated: bool = True,
+        per_element_gates: bool = False,
+        gate_init: float = 0.9,
+        flow_layers: int = 2,
+        nn_width: int | None = None,
+        prefix: str = "auto",
+        init_loc_fn=init_to_uniform,
+    ):
+        if backbone not in BACKBONES:
+            raise ValueError(f"argument 'backbone' must be one of {BACKBONES}, got {backbone!r}.")
+        if placement not in PLACEMENTS:
+            raise ValueError(
+                f"argument 'placement' must be one of {PLACEMENTS}, got {placement!r}."
+            )
+        if not 0.0 < gate_init < 1.0:
+            raise ValueError(f"argument 'gate_init' must lie in (0, 1), got {gate_init!r}.")
+        self.backbone = backbone
+        self.placement = placement
+        self.gated = bool(gated)
+        self.per_element_gates = bool(per_element_gates)
+        self.gate_init = float(gate_init)
+        self.flow_layers = int(flow_layers)
+        self.nn_width = nn_width
+        super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
+
+    # ---- prototype ---------------------------------------------------------------------
+    def _setup_prototype(self, *args, **kwargs):
+        super()._setup_prototype(*args, **kwargs)
+        self._model_args = args
+        self._model_kwargs = kwargs
+        layer = self._make_layer(args, kwargs)
+        dim = layer.shape[0]
+        if dim != self.latent_dim:
+            raise ValueError(
+                f"structured layer has {dim} latent dimensions but the guide found "
+                f"{self.latent_dim}; sites: {layer.site_names}."
+            )
+        # permutation from the layer's execution order to AutoContinuous's packing order
+        offsets = {s.name: s for s in layer.sites}
+        order = []
+        for name in self._init_locs:
+            s = offsets[name]
+            order.extend(range(s.offset, s.offset + s.size))
+        self._perm = np.asarray(order, dtype=np.int32)
+        key = numpyro.prng_key()
+        key = jax.random.PRNGKey(0) if key is None else key
+        k1, k2 = jax.random.split(key)
+        nets = [
+            make_backbone(
+                k1, self.backbone, dim, flow_layers=self.flow_layers, nn_width=self.nn_width
+            )
+        ]
+        if self.placement == "middle":
+            nets.append(
+                make_backbone(
+                    k2, self.backbone, dim, flow_layers=self.flow_layers, nn_width=self.nn_width
+                )
+            )
+        params, static = eqx.partition(tuple(nets), eqx.is_inexact_array)
+        flat, unravel = ravel_pytree(params)
+        self._backbone_init = flat
+        self._backbone_unravel = unravel
+        self._backbone_static = static
+        if self.gated:
+            self._gate_init = jnp.concatenate([jnp.ravel(g) for g in layer.gate_logits])
+
+    def _make_layer(self, args, kwargs):
+        # only the prototype's latent sites: e.g. Predictive without ``obs`` leaves y to the model
+        only = tuple(self._init_locs)
+        if not self.gated:
+            return StructuredLayer(self.model, args, kwargs, latent_sites=only)
+        return GatedStructuredLayer(
+            self.model,
+            args,
+            kwargs,
+            gate_init=self.gate_init,
+            per_element=self.per_element_gates,
+            latent_sites=only,
+        )
+
+    # ---- the flow ----------------------------------------------------------------------
+    def _bijector(self, backbone_flat, gates_flat, args, kwargs, whiten=None):
+        nets = eqx.combine(self._backbone_unravel(backbone_flat), self._backbone_static)
+        layer = self._make_layer(args, kwargs)
+        if self.gated:
+            pieces, i = [], 0
+            for g in layer.gate_logits:
+                pieces.append(gates_flat[i : i + g.size].reshape(g.shape))
+                i += g.size
+            layer = eqx.tree_at(lambda m: m.gate_logits, layer, tuple(pieces))
+        if self.placement == "top":
+            parts = [nets[0], layer] if whiten is None else [nets[0], _Whiten(*whiten), layer]
+        elif self.placement == "bottom":
+            parts = [layer, nets[0]]
+        else:
+            parts = [nets[0], layer, Reverse(layer.shape), nets[1], Reverse(layer.shape)]
+        parts.append(Permute(jnp.asarray(self._perm)))
+        return Chain(parts)
+
+    def _posterior(self, args=None, kwargs=None):
+        args = self._model_args if not args else args
+        kwargs = self._model_kwargs if not kwargs else kwargs
+        backbone = numpyro.param(f"{self.prefix}_emf_backbone", self._backbone_init)
+        gates = numpyro.param(f"{self.prefix}_emf_gates", self._gate_init) if self.gated else None
+        whiten = None
+        if self.placement == "top":
+            dim = self.latent_dim
+            whiten = (
+                numpyro.param(f"{self.prefix}_emf_whiten_loc", jnp.zeros(dim)),
+                numpyro.param(f"{self.prefix}_emf_whiten_tril", jnp.eye(dim)),
+            )
+        bij = self._bijector(backbone, gates, args, kwargs, whiten)
+        return dist.TransformedDistribution(self.get_base_dist(), BijectorTransform(bij))
+
+    def _get_posterior(self):
+        return self._posterior()
+
+    def _sample_latent(self, *args, **kwargs):
+        sample_shape = kwargs.pop("sample_shape", ())
+        posterior = self._posterior(args, kwargs)
+        return numpyro.sample(
+            f"_{self.prefix}_latent",
+            posterior.expand_by(sample_shape),
+            infer={"is_auxiliary": True},
+        )
+
+    def get_base_dist(self):
+        return dist.Normal(jnp.zeros(self.latent_dim), 1.0).to_event(1)
+
+    def get_transform(self, params):
+        """The learned map from N(0, I) to the unconstrained latent vector (packing order)."""
+        return numpyro.handlers.substitute(self._get_posterior, params)().transforms[0]
+
+    def median(self, params):
+        """The image of the base median ε = 0 (the exact median for elementwise-monotone q)."""
+        latent = self.get_transform(params)(jnp.zeros(self.latent_dim))
+        return self._unpack_and_constrain(latent, params)
+
+    def structured_layer(self, params) -> StructuredLayer | GatedStructuredLayer:
+        """The (gated) structured layer with the fitted gates."""
+        layer = self._make_layer(self._model_args, self._model_kwargs)
+        if not self.gated:
+            return layer
+        chain = self._bijector(
+            params[f"{self.prefix}_emf_backbone"],
+            params[f"{self.prefix}_emf_gates"],
+            self._model_args,
+            self._model_kwargs,
+        )
+        return next(b for b in chain.bijectors if isinstance(b, GatedStructuredLayer))
+
+    # ---- initialisation from a Gaussian approximation (used by fit_vi) ------------------
+    def laplace_init_params(self, params: dict, loc, cov) -> dict:
+        """Whiten the backbone's input by the Laplace approximation N(loc, cov) (unconstrained,
+        packing order) pulled back through the structured layer at its preimage of ``loc``:
+        the fixed (non-trained) whitening affine below the layer is set so that the backbone,
+        at its identity initialisation, gives q ≈ N(loc, cov), and Adam steps act in
+        posterior-standardised units. Placement "top" only; others are returned unchanged."""
+        if self.placement != "top":
+            return dict(params)
+        name_b = f"{self.prefix}_emf_backbone"
+        gates = params.get(f"{self.prefix}_emf_gates")
+        chain = self._bijector(params[name_b], gates, self._model_args, self._model_kwargs)
+        layer = chain.bijectors[1]
+        inv_perm = np.argsort(self._perm)
+        loc_exec = jnp.asarray(loc)[inv_perm]
+        cov_exec = jnp.asarray(cov)[np.ix_(inv_perm, inv_perm)]
+        eps_loc = layer.inverse(loc_exec)
+        jinv = jnp.linalg.inv(jax.jacfwd(layer.transform)(eps_loc))
+        cov_eps = jinv @ cov_exec @ jinv.T
+        cov_eps = 0.5 * (cov_eps + cov_eps.T)
+        chol = jnp.linalg.cholesky(cov_eps + 1e-12 * jnp.trace(cov_eps) * jnp.eye(cov_eps.shape[0]))
+        if not bool(jnp.all(jnp.isfinite(chol))):
+            chol = jnp.diag(jnp.sqrt(jnp.clip(jnp.diag(cov_eps), 1e-12)))
+        if not (bool(jnp.all(jnp.isfinite(eps_loc))) and bool(jnp.all(jnp.isfinite(chol)))):
+            return dict(params)
+        out = dict(params)
+        out[f"{self.prefix}_emf_whiten_loc"] = eps_loc.astype(params[name_b].dtype)
+        out[f"{self.prefix}_emf_whiten_tril"] = chol.astype(params[name_b].dtype)
+        return out
+
+
+class _Whiten(AbstractBijector):
+    """Fixed affine ε = loc + L x (gradients stopped: a preconditioner, not a trained layer)."""
+
+    loc: jax.Array
+    tril: jax.Array
+    shape: tuple[int, ...] = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True)
+
+    def __init__(self, loc, tril):
+        self.loc = jax.lax.stop_gradient(loc)
+        self.tril = jax.lax.stop_gradient(jnp.tril(tril))
+        self.shape = (loc.shape[0],)
+        self.cond_shape = None
+
+    def _transform_and_log_det(self, x, condition):
+        return self.loc + self.tril @ x, jnp.sum(jnp.log(jnp.abs(jnp.diag(self.tril))))
+
+    def _inverse_and_log_det(self, y, condition):
+        x = jax.scipy.linalg.solve_triangular(self.tril, y - self.loc, lower=True)
+        return x, -jnp.sum(jnp.log(jnp.abs(jnp.diag(self.tril))))
+
+
+def gate_values(guide: AutoEMF, params: dict) -> dict:
+    """Fitted gate values λ per site (MATH.md §1 "Gates")."""
+    layer = guide.structured_layer(params)
+    if not isinstance(layer, GatedStructuredLayer):
+        return {}
+    return layer.gates
+
+
+__all__ = ["AutoEMF", "BACKBONES", "PLACEMENTS", "gate_logit", "gate_values", "make_backbone"]

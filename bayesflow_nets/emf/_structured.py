@@ -1,0 +1,313 @@
+"""Structured layers built from a NumPyro model by effect handlers (MATH.md §1).
+
+The layer acts on the flat unconstrained latent vector (sites in execution order, each raveled).
+Forward runs the model once with ``substitute``: at each latent site the site map f_j is built
+from the distribution the model produced *given its parents' outputs*, and the site's value is
+``biject_to(support)(f_j(ε_j))``. Inverse runs the model once with the values known and applies
+f_j⁻¹. The Jacobian is block triangular, so log|det| = Σ_j log|det ∂f_j/∂ε_j|.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.util import log_density
+
+from .._custom_types import Shape
+from ..bijectors._base import AbstractBijector
+from ._site_transforms import site_log_prob_unconstrained, site_map
+
+
+class SiteInfo(NamedTuple):
+    """Static description of one latent site: name, unconstrained shape, slice of the vector."""
+
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+    size: int
+
+
+def _latent_sites(model, args, kwargs, only=None) -> tuple[SiteInfo, ...]:
+    with handlers.block():
+        # init_to_uniform provides values for improper (flat-prior) sites, which cannot sample
+        seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+        tr = handlers.trace(seeded).get_trace(*args, **kwargs)
+    sites = []
+    offset = 0
+    for name, site in tr.items():
+        if site["type"] == "plate":
+            size, sub = site["args"][0], site["args"][1]
+            if sub is not None and sub != size:
+                raise NotImplementedError(
+                    f"plate {name!r} subsamples ({sub} of {size}); structured layers need the "
+                    "full latent vector (subsample_size=None)."
+                )
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        if site["infer"].get("is_auxiliary", False):
+            continue
+        if only is not None and name not in only:
+            continue
+        fn = site["fn"]
+        site_map(fn, name)  # raises NotImplementedError (naming the site) if unsupported
+        shape = tuple(biject_to(fn.support).inverse_shape(jnp.shape(site["value"])))
+        size = int(np.prod(shape, dtype=int))
+        sites.append(SiteInfo(name, shape, offset, size))
+        offset += size
+    if not sites:
+        raise ValueError("model has no latent (unobserved) sample sites to embed.")
+    return tuple(sites)
+
+
+class AbstractStructuredLayer(AbstractBijector):
+    """Shared machinery of :class:`StructuredLayer` and :class:`GatedStructuredLayer`."""
+
+    model: eqx.AbstractVar[Callable]
+    model_args: eqx.AbstractVar[tuple]
+    model_kwargs: eqx.AbstractVar[dict]
+    sites: eqx.AbstractVar[tuple[SiteInfo, ...]]
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        """Latent site names in execution order (the order of the flat vector)."""
+        return tuple(s.name for s in self.sites)
+
+    def unpack(self, flat: Float[Array, " dim"]) -> dict[str, Array]:
+        """Split a flat unconstrained vector into per-site unconstrained arrays."""
+        return {s.name: flat[s.offset : s.offset + s.size].reshape(s.shape) for s in self.sites}
+
+    def pack(self, values: dict[str, Array]) -> Float[Array, " dim"]:
+        """Inverse of :meth:`unpack`."""
+        return jnp.concatenate([jnp.ravel(values[s.name]) for s in self.sites])
+
+    def _gate(self, index: int):
+        return None
+
+    def _site_distribution(self, fn, index: int):
+        """The distribution whose site map is used at site ``index`` (the prior by default)."""
+        return fn
+
+    def _run(self, flat, direction: str):
+        pieces = self.unpack(flat)
+        index = {s.name: i for i, s in enumerate(self.sites)}
+        outputs: dict[str, Any] = {}
+        total = [jnp.zeros((), flat.dtype)]
+
+        def substitute_fn(msg):
+            name = msg["name"]
+            if msg["type"] != "sample" or msg["is_observed"] or name not in pieces:
+                return None
+            fn = msg["fn"]
+            smap = site_map(self._site_distribution(fn, index[name]), name)
+            transform = biject_to(fn.support)
+            gate = self._gate(index[name])
+            value = pieces[name]
+            if direction == "forward":
+                if gate is None:
+                    u, ld = smap.forward(value)
+                else:
+                    u, ld = smap.gated_forward(value, gate)
+                outputs[name] = u
+            else:
+                u = value
+                if gate is None:
+                    eps, ld = smap.inverse(u)
+                else:
+                    eps, ld = smap.gated_inverse(u, gate)
+                outputs[name] = eps
+            total[0] = total[0] + ld.astype(flat.dtype)
+            return transform(u)
+
+        seeded = handlers.seed(self.model, rng_seed=0)
+        with handlers.block():
+            handlers.substitute(seeded, substitute_fn=substitute_fn)(
+                *self.model_args, **self.model_kwargs
+            )
+        missing = [n for n in pieces if n not in outputs]
+        if missing:
+            raise ValueError(
+                f"latent sites {missing} were not reached when re-running the model; the "
+                "model's structure must not depend on the latent values."
+            )
+        out = jnp.concatenate([jnp.ravel(outputs[s.name]).astype(flat.dtype) for s in self.sites])
+        return out, total[0]
+
+    def _transform_and_log_det(self, x, condition):
+        return self._run(x, "forward")
+
+    def _inverse_and_log_det(self, y, condition):
+        return self._run(y, "inverse")
+
+    def constrain(self, flat: Float[Array, " dim"]) -> dict[str, Array]:
+        """Map an unconstrained vector to constrained site values by re-running the model."""
+        pieces = self.unpack(flat)
+        values = {}
+
+        def substitute_fn(msg):
+            if msg["type"] == "sample" and msg["name"] in pieces and not msg["is_observed"]:
+                u = pieces[msg["name"]]
+                values[msg["name"]] = biject_to(msg["fn"].support)(u)
+                return values[msg["name"]]
+            return None
+
+        seeded = handlers.seed(self.model, rng_seed=0)
+        with handlers.block():
+            handlers.substitute(seeded, substitute_fn=substitute_fn)(
+                *self.model_args, **self.model_kwargs
+            )
+        return values
+
+    def prior_log_density(self, flat: Float[Array, " dim"]) -> Float[Array, ""]:
+        """The model's prior log density in unconstrained space (a test oracle): NumPyro's
+        ``log_density`` of the latent sites (observed sites hidden) at the constrained values
+        plus Σ log|det J_{biject_to}|."""
+        values = self.constrain(flat)
+        prior = handlers.block(self.model, hide_fn=lambda msg: msg.get("is_observed", False))
+        lp, _ = log_density(prior, self.model_args, self.model_kwargs, values)
+        tr = handlers.trace(handlers.substitute(handlers.seed(self.model, 0), data=values))
+        tr = tr.get_trace(*self.model_args, **self.model_kwargs)
+        pieces = self.unpack(flat)
+        jac = jnp.zeros(())
+        for name, u in pieces.items():
+            fn = tr[name]["fn"]
+            t = biject_to(fn.support)
+            ld = t.log_abs_det_jacobian(u, t(u))
+            jac = jac + jnp.sum(ld)
+        return lp + jac
+
+    def site_log_density(self, flat: Float[Array, " dim"]) -> Float[Array, ""]:
+        """Σ_j log p_j(u_j | parents) in unconstrained space from the site maps' registry view."""
+        pieces = self.unpack(flat)
+        values = self.constrain(flat)
+        tr = handlers.trace(
+            handlers.substitute(handlers.seed(self.model, rng_seed=0), data=values)
+        ).get_trace(*self.model_args, **self.model_kwargs)
+        total = jnp.zeros(())
+        for name, u in pieces.items():
+            total = total + site_log_prob_unconstrained(tr[name]["fn"], u)
+        return total
+
+
+class StructuredLayer(AbstractStructuredLayer):
+    """The ungated structured layer T of a NumPyro model's prior (MATH.md §1).
+
+    ``transform`` maps ε (flat, execution order) to the unconstrained latent vector; with base
+    N(0, I) it reproduces the model's prior density in unconstrained space exactly.
+    """
+
+    model: Callable = eqx.field(static=True)
+    model_args: tuple
+    model_kwargs: dict
+    sites: tuple[SiteInfo, ...] = eqx.field(static=True)
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        model,
+        model_args: tuple = (),
+        model_kwargs: dict | None = None,
+        *,
+        latent_sites: tuple[str, ...] | None = None,
+    ):
+        if not callable(model):
+            raise TypeError(f"argument 'model' must be a callable NumPyro model, got {model!r}.")
+        self.model = model
+        self.model_args = tuple(model_args)
+        self.model_kwargs = dict(model_kwargs or {})
+        self.sites = _latent_sites(model, self.model_args, self.model_kwargs, latent_sites)
+        self.shape = (sum(s.size for s in self.sites),)
+        self.cond_shape = None
+
+
+def gate_logit(value: float) -> float:
+    """The logit of a gate value λ ∈ [0, 1] (±inf at the ends)."""
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"gate value must lie in [0, 1], got {value!r}.")
+    with np.errstate(divide="ignore"):
+        return float(np.log(value) - np.log1p(-value))
+
+
+class GatedStructuredLayer(AbstractStructuredLayer):
+    """Gated structured layer x_j = λ_j f_j(ε_j) + (1 − λ_j) ε_j (MATH.md §1, "Gates").
+
+    ``gate_logits`` are explicit leaves, one array per site (shape ``()``, or the site's
+    unconstrained shape with ``per_element=True``); ``λ = sigmoid(gate_scale · logit)``.
+    λ = 1 is the ungated layer, λ = 0 the identity.
+    """
+
+    model: Callable = eqx.field(static=True)
+    model_args: tuple
+    model_kwargs: dict
+    sites: tuple[SiteInfo, ...] = eqx.field(static=True)
+    gate_logits: tuple[Array, ...]
+    gate_scale: float = eqx.field(static=True)
+    shape: Shape = eqx.field(static=True)
+    cond_shape: None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        model,
+        model_args: tuple = (),
+        model_kwargs: dict | None = None,
+        *,
+        gate_init: float = 0.999,
+        per_element: bool = False,
+        gate_scale: float = 1.0,
+        latent_sites: tuple[str, ...] | None = None,
+    ):
+        if not callable(model):
+            raise TypeError(f"argument 'model' must be a callable NumPyro model, got {model!r}.")
+        if not 0.0 <= gate_init <= 1.0:
+            raise ValueError(f"argument 'gate_init' must lie in [0, 1], got {gate_init!r}.")
+        if not gate_scale > 0:
+            raise ValueError(f"argument 'gate_scale' must be positive, got {gate_scale!r}.")
+        self.model = model
+        self.model_args = tuple(model_args)
+        self.model_kwargs = dict(model_kwargs or {})
+        self.sites = _latent_sites(model, self.model_args, self.model_kwargs, latent_sites)
+        logit = gate_logit(gate_init) / gate_scale
+        self.gate_logits = tuple(
+            jnp.full(s.shape if per_element else (), logit, dtype=float) for s in self.sites
+        )
+        self.gate_scale = float(gate_scale)
+        self.shape = (sum(s.size for s in self.sites),)
+        self.cond_shape = None
+
+    def _gate(self, index: int):
+        return self.gate_scale * self.gate_logits[index]
+
+    @property
+    def gates(self) -> dict[str, Array]:
+        """The gate values λ per site."""
+        return {
+            s.name: jax.nn.sigmoid(self.gate_scale * g)
+            for s, g in zip(self.sites, self.gate_logits)
+        }
+
+    def with_gates(self, values: dict[str, Any] | float) -> GatedStructuredLayer:
+        """A copy with gates set to ``values`` (a float for all sites or a dict by site)."""
+        new = []
+        for s, g in zip(self.sites, self.gate_logits):
+            v = values if not isinstance(values, dict) else values[s.name]
+            logit = np.vectorize(gate_logit)(np.asarray(v, dtype=float)) / self.gate_scale
+            new.append(jnp.broadcast_to(jnp.asarray(logit, dtype=g.dtype), g.shape))
+        return eqx.tree_at(lambda m: m.gate_logits, self, tuple(new))
+
+
+__all__ = [
+    "AbstractStructuredLayer",
+    "GatedStructuredLayer",
+    "SiteInfo",
+    "StructuredLayer",
+    "gate_logit",
+]
