@@ -20,3 +20,10 @@ def test_bench_unknown_name(tmp_path, capsys):
 def test_requires_command():
     with pytest.raises(SystemExit):
         main([])
+
+
+@pytest.mark.slow
+def test_demo_eight_schools_matches_nuts(capsys):
+    assert main(["demo", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "mean (EMF)" in out and "mean (NUTS)" in out
