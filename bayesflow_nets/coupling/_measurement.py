@@ -1,0 +1,274 @@
+"""Stage 1 (forward KL): amortised posterior ``q_φ(HP | Y)`` over delays, HRF dilations and noise
+scales (MATH.md §4 step 1).
+
+``q_φ(HP | Y) = Π_r q_φ(h_r | c_r(Y))`` with ``h_r = (logit(d_r/d_max), log s_r, log σ_r)`` and a
+conditional flow shared by all nodes. The context ``c_r`` comes from a permutation-equivariant
+summary network (DeepSets): per-node features of ``y_r`` (log scales, autocorrelations), a
+mean-pooled embedding of the cross-correlations of ``y_r`` with every other node, and the mean of
+all nodes' embeddings. Permuting the nodes of ``Y`` permutes the contexts, so one trained posterior
+serves any node ordering. Trained by maximising ``E log q_φ(HP | Y)`` on simulations from the prior
+(``train_measurement_posterior``): pure ``init``/``step`` over a NamedTuple state, ``lax.scan``
+chunks, optional progress bar and checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..bijectors import StandardNormal, coupling_flow
+from ._model import CouplingModel, sample_prior, simulate
+from ._reverse_kl import hp_from_unconstrained, hp_to_unconstrained
+
+__all__ = [
+    "SummaryNet",
+    "MeasurementPosterior",
+    "TrainState",
+    "train_measurement_posterior",
+    "node_features",
+]
+
+
+def _max_lag(model: CouplingModel) -> int:
+    return max(3, int(math.ceil((model.max_delay + 4.0) / model.tr)))
+
+
+def node_features(model: CouplingModel, Y: Float[Array, "T N"]) -> tuple[Array, Array]:
+    """Per-node features ``(N, F)`` and pairwise cross-correlations ``(N, N, 2·lag+1)``."""
+    lag = _max_lag(model)
+    Y = Y - jnp.mean(Y, axis=0)
+    sd = jnp.std(Y, axis=0) + 1e-8
+    dsd = jnp.std(jnp.diff(Y, axis=0), axis=0) + 1e-8
+    d2sd = jnp.std(jnp.diff(Y, n=2, axis=0), axis=0) + 1e-8
+    Z = Y / sd
+    T = Y.shape[0]
+    # circular-free cross-correlation via zero-padded FFT
+    nfft = 1 << (2 * T - 1).bit_length()
+    Zf = jnp.fft.rfft(Z, n=nfft, axis=0)
+    cc = (
+        jnp.fft.irfft(Zf[:, :, None] * jnp.conj(Zf[:, None, :]), n=nfft, axis=0) / T
+    )  # (nfft, N, N)
+    lags = jnp.concatenate(
+        [cc[-lag:], cc[: lag + 1]], axis=0
+    )  # lags -lag..lag: corr(z_r(t+l), z_s(t))
+    xcorr = jnp.transpose(lags, (1, 2, 0))  # (N, N, 2·lag+1)
+    auto = jnp.diagonal(xcorr, axis1=0, axis2=1).T[:, lag + 1 :]  # (N, lag)
+    own = jnp.concatenate(
+        [
+            jnp.stack(
+                [jnp.log(sd), jnp.log(dsd) - jnp.log(sd), jnp.log(d2sd) - jnp.log(sd)], axis=-1
+            ),
+            auto,
+        ],
+        axis=-1,
+    )
+    return own, xcorr
+
+
+class SummaryNet(eqx.Module):
+    """Permutation-equivariant summary: contexts ``(N, out_dim)`` from ``Y (T, N)``."""
+
+    own_net: eqx.nn.MLP
+    pair_net: eqx.nn.MLP
+    out_net: eqx.nn.MLP
+    out_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self, key: PRNGKeyArray, model: CouplingModel, *, width: int = 64, out_dim: int = 32
+    ):
+        lag = _max_lag(model)
+        n_own = 3 + lag
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.own_net = eqx.nn.MLP(n_own, width, width, 2, activation=jax.nn.gelu, key=k1)
+        self.pair_net = eqx.nn.MLP(
+            2 * n_own + 2 * (2 * lag + 1), width, width, 2, activation=jax.nn.gelu, key=k2
+        )
+        self.out_net = eqx.nn.MLP(3 * width, out_dim, width, 2, activation=jax.nn.gelu, key=k3)
+        self.out_dim = out_dim
+
+    def __call__(self, model: CouplingModel, Y: Array) -> Array:
+        own, xcorr = node_features(model, Y)
+        n = own.shape[0]
+        e_own = jax.vmap(self.own_net)(own)  # (N, W)
+
+        def pair(r, s):
+            feats = jnp.concatenate([own[r], own[s], xcorr[r, s], xcorr[s, r]])
+            return self.pair_net(feats)
+
+        idx = jnp.arange(n)
+        e_pair = jax.vmap(lambda r: jax.vmap(lambda s: pair(r, s))(idx))(idx)  # (N, N, W)
+        off = (1.0 - jnp.eye(n, dtype=e_pair.dtype))[:, :, None]
+        pooled = jnp.sum(e_pair * off, axis=1) / max(n - 1, 1)
+        glob = jnp.broadcast_to(jnp.mean(e_own, axis=0), e_own.shape)
+        return jax.vmap(self.out_net)(jnp.concatenate([e_own, pooled, glob], axis=-1))
+
+
+class MeasurementPosterior(eqx.Module):
+    """``q_φ(HP | Y)``: summary network + per-node conditional flow over standardised ``h_r``."""
+
+    summary: SummaryNet
+    flow: eqx.Module
+    model: CouplingModel = eqx.field(static=True)
+
+    def __init__(
+        self,
+        key: PRNGKeyArray,
+        model: CouplingModel,
+        *,
+        summary_width: int = 64,
+        context_dim: int = 32,
+        flow_layers: int = 4,
+        nn_width: int = 64,
+    ):
+        if not isinstance(model, CouplingModel):
+            raise TypeError(
+                f"argument 'model' must be a CouplingModel, got {type(model).__name__}."
+            )
+        k1, k2 = jax.random.split(key)
+        self.summary = SummaryNet(k1, model, width=summary_width, out_dim=context_dim)
+        self.flow = coupling_flow(
+            k2,
+            base_dist=StandardNormal((3,)),
+            cond_dim=context_dim,
+            flow_layers=flow_layers,
+            nn_width=nn_width,
+        )
+        self.model = model
+
+    def _standardisation(self, dtype):
+        m = self.model
+        loc = jnp.asarray([0.0, 0.0, math.log(m.noise_loc)], dtype)
+        scale = jnp.asarray([1.8, m.hrf_scale_sd, m.noise_sd], dtype)
+        return loc, scale
+
+    def log_prob(
+        self,
+        Y: Float[Array, "T N"],
+        delays: Float[Array, " N"],
+        hrf_scale: Float[Array, " N"],
+        noise: Float[Array, " N"],
+    ) -> Float[Array, ""]:
+        """``log q_φ(h | Y)`` in the unconstrained coordinates ``h = hp_to_unconstrained(HP)``."""
+        ctx = self.summary(self.model, Y)
+        h = hp_to_unconstrained(self.model, delays, hrf_scale, noise)
+        loc, scale = self._standardisation(h.dtype)
+        z = (h - loc) / scale
+        return jnp.sum(self.flow.log_prob(z, ctx)) - h.shape[0] * jnp.sum(jnp.log(scale))
+
+    def sample(
+        self, key: PRNGKeyArray, Y: Float[Array, "T N"], n: int
+    ) -> tuple[Float[Array, "K N"], Float[Array, "K N"], Float[Array, "K N"]]:
+        """``n`` draws of ``(delays, hrf_scale, noise_scale)``, each ``(n, N)``."""
+        ctx = self.summary(self.model, Y)
+        z = self.flow.sample(key, (n,), ctx)  # (n, N, 3)
+        loc, scale = self._standardisation(z.dtype)
+        z = jnp.clip(z, -6.0, 6.0)
+        return hp_from_unconstrained(self.model, loc + scale * z)
+
+
+class TrainState(NamedTuple):
+    """Stage-1 training state."""
+
+    params: eqx.Module
+    opt_state: optax.OptState
+    step: Array
+
+
+def _simulate_batch(key, model: CouplingModel, n_time: int, batch: int):
+    def one(k):
+        k1, k2 = jax.random.split(k)
+        p = sample_prior(k1, model)
+        _, Y = simulate(k2, p, model, n_time)
+        return Y, p.delays, p.hrf_scale, p.noise_scale
+
+    return jax.vmap(one)(jax.random.split(key, batch))
+
+
+def _loss(params, static, key, n_time, batch):
+    post = eqx.combine(params, static)
+    Y, d, s, sig = _simulate_batch(key, post.model, n_time, batch)
+    lp = jax.vmap(post.log_prob)(Y, d, s, sig)
+    return -jnp.mean(lp) / post.model.n_nodes
+
+
+def train_measurement_posterior(
+    key: PRNGKeyArray,
+    model: CouplingModel,
+    n_time: int,
+    *,
+    steps: int = 2000,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    chunk_size: int = 100,
+    posterior: MeasurementPosterior | None = None,
+    checkpoint: str | None = None,
+    progress: bool = True,
+) -> tuple[MeasurementPosterior, Array]:
+    """Train ``q_φ(HP | Y)`` by forward KL on fresh simulations (``steps × batch_size`` data sets).
+
+    Returns the trained posterior and the per-step losses (``−E log q / N``). A non-finite loss
+    leaves the parameters unchanged for that step. With ``checkpoint`` set, the parameters are
+    written (Equinox serialisation, atomic rename) after every chunk.
+    """
+    if not isinstance(model, CouplingModel):
+        raise TypeError(f"argument 'model' must be a CouplingModel, got {type(model).__name__}.")
+    if int(n_time) < model.min_time_points():
+        raise ValueError(
+            f"argument 'n_time'={n_time} too short for the delay/HRF range; need >= {model.min_time_points()}."
+        )
+    for name, v in (("steps", steps), ("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"argument {name!r} must be an int >= 1, got {v!r}.")
+    k_init, k_train = jax.random.split(key)
+    post = MeasurementPosterior(k_init, model) if posterior is None else posterior
+    params, static = eqx.partition(post, eqx.is_inexact_array)
+    optimizer = optax.adamw(
+        optax.cosine_decay_schedule(learning_rate, steps, alpha=0.1), weight_decay=1e-4
+    )
+    state = TrainState(params, optimizer.init(params), jnp.asarray(0))
+
+    def step(state: TrainState, k):
+        loss, grads = jax.value_and_grad(_loss)(state.params, static, k, n_time, batch_size)
+        finite = jnp.isfinite(loss)
+        grads = jax.tree_util.tree_map(lambda g: jnp.where(finite, g, 0.0), grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new = eqx.apply_updates(state.params, updates)
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, state.params)
+        return TrainState(new, opt_state, state.step + 1), loss
+
+    @eqx.filter_jit
+    def chunk(state, keys):
+        return jax.lax.scan(step, state, keys)
+
+    n_chunks = math.ceil(steps / chunk_size)
+    iterator = range(n_chunks)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(iterator, desc="forward-KL (stage 1)", unit="chunk")
+        iterator = bar
+    losses = []
+    for c in iterator:
+        n = min(chunk_size, steps - c * chunk_size)
+        state, loss = chunk(state, jax.random.split(jax.random.fold_in(k_train, c), n))
+        losses.append(loss)
+        if bar is not None:
+            bar.set_postfix(loss=float(jnp.mean(loss)))
+        if checkpoint is not None:
+            _save(checkpoint, eqx.combine(state.params, static))
+    return eqx.combine(state.params, static), jnp.concatenate(losses)
+
+
+def _save(path: str, module) -> None:
+    import os
+
+    tmp = f"{path}.tmp"
+    eqx.tree_serialise_leaves(tmp, module)
+    os.replace(tmp, path)

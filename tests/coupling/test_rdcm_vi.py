@@ -1,0 +1,122 @@
+"""rDCM recovery, Gaussian VI vs closed form, input validation (MATH.md §4)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayesflow_nets.coupling import (
+    CouplingModel,
+    CouplingParams,
+    HybridVI,
+    check_data,
+    fit_gaussian_vi,
+    input_drive,
+    rdcm,
+    rdcm_posterior,
+    simulate,
+)
+
+A_TRUE = np.array([[-0.5, 0.0, 0.3], [0.4, -0.5, 0.0], [0.0, -0.3, -0.5]])
+
+
+@pytest.fixture(scope="module")
+def rdcm_data():
+    # rDCM's own assumptions: canonical HRF for every region, no delays, deterministic dynamics
+    # driven by known inputs, high SNR
+    model = CouplingModel(n_nodes=3, tr=1.0, max_delay=0.0, state_noise=1e-3)
+    params = CouplingParams(
+        jnp.asarray(A_TRUE, jnp.float32), jnp.zeros(3), jnp.ones(3), jnp.full(3, 0.01)
+    )
+    n_time = 500
+    U = jax.random.normal(jax.random.key(5), (model.n_burn + n_time, 3))
+    _, Y = simulate(jax.random.key(0), params, model, n_time, input_drive(model, jnp.eye(3), U))
+    return np.asarray(Y), np.asarray(U[model.n_burn :])
+
+
+def test_rdcm_recovers_A_under_its_assumptions(rdcm_data):
+    Y, U = rdcm_data
+    res = rdcm(Y, 1.0, U)
+    A_hat = res.mean[:, :3]
+    np.testing.assert_allclose(A_hat, A_TRUE, atol=0.06)
+    np.testing.assert_allclose(res.mean[:, 3:], np.eye(3), atol=0.08)  # C
+    # free-energy criterion reached well before the iteration cap
+    assert np.all(res.n_iter < 50)
+    # sign of every true edge recovered with confidence
+    lo = A_hat - 3 * res.sd[:, :3]
+    hi = A_hat + 3 * res.sd[:, :3]
+    edges = A_TRUE != 0
+    assert np.all((lo[edges] > 0) | (hi[edges] < 0))
+
+
+def test_rdcm_free_energy_is_stationary_at_convergence(rdcm_data):
+    Y, U = rdcm_data
+    res = rdcm(Y, 1.0, U, tol=1e-10, max_iter=1000)
+    assert np.all(res.tau_shape / res.tau_rate > 0)
+    res2 = rdcm(Y, 1.0, U, tol=1e-12, max_iter=1000)
+    np.testing.assert_allclose(res2.free_energy, res.free_energy, rtol=1e-9)
+    np.testing.assert_allclose(res2.mean, res.mean, atol=1e-8)
+
+
+def test_rdcm_posterior_draws_match_moments(rdcm_data):
+    Y, U = rdcm_data
+    res = rdcm(Y, 1.0)
+    post = rdcm_posterior(res, n_draws=4000, seed=1)
+    np.testing.assert_allclose(post.mean, res.mean, atol=4 * res.sd.max() / np.sqrt(4000) * 3)
+    np.testing.assert_allclose(post.sd, res.sd, rtol=0.1)
+
+
+def test_gaussian_vi_recovers_gaussian_target():
+    # target N(m, S): the optimal full-rank Gaussian q is the target itself
+    m = jnp.array([1.0, -2.0, 0.5])
+    Lt = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.7, 0.0], [-0.3, 0.2, 0.4]])
+    S = Lt @ Lt.T
+    P = jnp.linalg.inv(S)
+
+    def logp(z, aux, data):
+        d = z - aux
+        return -0.5 * d @ P @ d
+
+    res = fit_gaussian_vi(
+        jax.random.key(0),
+        logp,
+        m,
+        jnp.zeros(3),
+        init_scale=1.0,
+        steps=3000,
+        learning_rate=3e-2,
+        n_mc=8,
+    )
+    np.testing.assert_allclose(res.mean, m, atol=0.05)
+    np.testing.assert_allclose(res.scale_tril @ res.scale_tril.T, S, atol=0.05)
+    assert bool(res.finite)
+
+
+def test_bad_inputs_raise_before_training():
+    model = CouplingModel(n_nodes=2, tr=1.0, max_delay=4.0)
+    hv = HybridVI(model)  # no trained posterior: fit would train first — errors must come earlier
+    Y = np.random.default_rng(0).normal(size=(200, 2))
+    key = jax.random.key(0)
+    Ynan = Y.copy()
+    Ynan[5, 1] = np.nan
+    with pytest.raises(ValueError, match="contains NaN at time points \\[5\\]"):
+        hv.fit(Ynan, 1.0, key=key)
+    with pytest.raises(ValueError, match="too short for the delay/HRF range"):
+        hv.fit(Y[:40], 1.0, key=key)
+    with pytest.raises(ValueError, match="has 3 nodes .* n_nodes=2"):
+        hv.fit(np.ones((200, 3)), 1.0, key=key)
+    for tr in (0.0, -1.0):
+        with pytest.raises(ValueError, match="'TR' must be finite and > 0"):
+            hv.fit(Y, tr, key=key)
+    with pytest.raises(ValueError, match="'TR'=2.0 does not match"):
+        hv.fit(Y, 2.0, key=key)
+    with pytest.raises(ValueError, match="must be a 2-D array"):
+        check_data(np.ones(10), 1.0)
+    with pytest.raises(ValueError, match="'TR' must be finite and > 0"):
+        rdcm(Y, 0.0)
+    with pytest.raises(ValueError, match="'n_nodes' must be an int >= 1"):
+        CouplingModel(n_nodes=0, tr=1.0)
+    with pytest.raises(ValueError, match="'tr' must be finite and > 0"):
+        CouplingModel(n_nodes=2, tr=-1.0)
+    with pytest.raises(ValueError, match="'n_hp_draws' must be an int >= 1"):
+        HybridVI(model, n_hp_draws=0)
