@@ -1,0 +1,179 @@
+"""Dense linear algebra for improper GPs (MATH.md §3).
+
+All functions are pure and jit-friendly. ``K = k(X, X) + diag(noise)`` is indefinite for an improper
+kernel and is never Cholesky-factorised; the contrast form factorises ``M = QᵀKQ ≻ 0`` where ``Q``
+is an orthonormal basis of ``1^⊥`` (the trailing columns of the Householder reflector that maps
+``1/√n`` to ``−e₁``), applied in O(n²) without forming ``Q``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+__all__ = [
+    "ContrastFactor",
+    "contrast_factor",
+    "contrast_project",
+    "contrast_lift",
+    "contrast_log_likelihood",
+    "contrast_posterior",
+    "bordered_posterior",
+    "ordinary_log_likelihood",
+    "ordinary_posterior",
+]
+
+
+def _householder(n: int, dtype) -> tuple[Array, Array]:
+    """``v`` and ``β`` with ``H = I − β v vᵀ`` mapping ``1/√n`` to ``−e₁``."""
+    u = jnp.full((n,), 1.0 / math.sqrt(n), dtype=dtype)
+    v = u.at[0].add(1.0)
+    beta = 2.0 / jnp.dot(v, v)
+    return v, beta
+
+
+def contrast_project(y: Float[Array, " n *k"]) -> Float[Array, " n-1 *k"]:
+    """``Qᵀ y`` (the contrasts of ``y``), O(n)."""
+    n = y.shape[0]
+    v, beta = _householder(n, y.dtype)
+    Hy = y - beta * jnp.outer(v, jnp.tensordot(v, y, axes=1)).reshape(y.shape)
+    return Hy[1:]
+
+
+def contrast_lift(z: Float[Array, " m *k"]) -> Float[Array, " m+1 *k"]:
+    """``Q z`` (a sum-zero vector in ``Rⁿ`` from its contrast coordinates), O(n)."""
+    n = z.shape[0] + 1
+    full = jnp.concatenate([jnp.zeros((1,) + z.shape[1:], z.dtype), z], axis=0)
+    v, beta = _householder(n, z.dtype)
+    return full - beta * jnp.outer(v, jnp.tensordot(v, full, axes=1)).reshape(full.shape)
+
+
+class ContrastFactor(NamedTuple):
+    """Cholesky factor ``L`` of ``M = QᵀKQ`` and the data the posterior formulas reuse."""
+
+    chol: Float[Array, "m m"]
+    K: Float[Array, "n n"]
+    rowmean: Float[Array, " n"]
+
+
+def contrast_factor(K: Float[Array, "n n"]) -> ContrastFactor:
+    """Factorise ``M = QᵀKQ`` (``HKH`` without its first row and column) by Cholesky."""
+    n = K.shape[0]
+    v, beta = _householder(n, K.dtype)
+    w = K @ v
+    vw = jnp.dot(v, w)
+    HKH = K - beta * jnp.outer(v, w) - beta * jnp.outer(w, v) + beta**2 * vw * jnp.outer(v, v)
+    M = HKH[1:, 1:]
+    M = 0.5 * (M + M.T)
+    return ContrastFactor(jnp.linalg.cholesky(M), K, jnp.mean(K, axis=1))
+
+
+def _chol_solve_lower(L: Array, b: Array) -> Array:
+    return jax.scipy.linalg.solve_triangular(L, b, lower=True)
+
+
+def contrast_log_likelihood(factor: ContrastFactor, y: Float[Array, " n"]) -> Float[Array, ""]:
+    """REML ``log N(Qᵀy; 0, QᵀKQ)``."""
+    z = _chol_solve_lower(factor.chol, contrast_project(y))
+    m = z.shape[0]
+    return (
+        -0.5 * jnp.dot(z, z)
+        - jnp.sum(jnp.log(jnp.diagonal(factor.chol)))
+        - 0.5 * m * math.log(2 * math.pi)
+    )
+
+
+def contrast_weights(factor: ContrastFactor, y: Float[Array, " n"]) -> tuple[Array, Array]:
+    """``α = Q M⁻¹ Qᵀ y`` and ``β̂ = mean(y − Kα)``."""
+    L = factor.chol
+    z = jax.scipy.linalg.cho_solve((L, True), contrast_project(y))
+    alpha = contrast_lift(z)
+    beta_hat = jnp.mean(y - factor.K @ alpha)
+    return alpha, beta_hat
+
+
+def contrast_posterior(
+    factor: ContrastFactor,
+    y: Float[Array, " n"],
+    Kxs: Float[Array, "n m"],
+    kss: Float[Array, "m m"] | Float[Array, " m"],
+    full_cov: bool,
+) -> tuple[Float[Array, " m"], Float[Array, "m m"] | Float[Array, " m"]]:
+    """Corrected posterior mean and covariance (or variance) at test points, contrast form.
+
+    ``Cov(x*, x*') = k(x*, x*') − mean(k*) − mean(k*') + mean(K) − w*ᵀ Q M⁻¹ Qᵀ w*'`` with
+    ``w* = k* − K1/n`` (equal to the MATH.md §3 formula; derived from the bordered inverse).
+    ``kss`` is ``k(X*, X*)`` when ``full_cov`` else its diagonal.
+    """
+    alpha, beta_hat = contrast_weights(factor, y)
+    mean = beta_hat + Kxs.T @ alpha
+    W = Kxs - factor.rowmean[:, None]
+    V = _chol_solve_lower(factor.chol, contrast_project(W))
+    colmean = jnp.mean(Kxs, axis=0)
+    kbar = jnp.mean(factor.rowmean)
+    if full_cov:
+        cov = kss - colmean[:, None] - colmean[None, :] + kbar - V.T @ V
+        return mean, 0.5 * (cov + cov.T)
+    var = kss - 2 * colmean + kbar - jnp.sum(V**2, axis=0)
+    return mean, var
+
+
+def bordered_posterior(
+    K: Float[Array, "n n"],
+    y: Float[Array, " n"],
+    Kxs: Float[Array, "n m"],
+    kss: Float[Array, "m m"] | Float[Array, " m"],
+    full_cov: bool,
+) -> tuple[Float[Array, " m"], Float[Array, "m m"] | Float[Array, " m"]]:
+    """Corrected posterior from the bordered system ``[[K, 1], [1ᵀ, 0]]`` (LU solve)."""
+    n, m = Kxs.shape
+    ones = jnp.ones((n, 1), K.dtype)
+    B = jnp.block([[K, ones], [ones.T, jnp.zeros((1, 1), K.dtype)]])
+    rhs = jnp.concatenate(
+        [
+            jnp.concatenate([y[:, None], Kxs], axis=1),
+            jnp.concatenate([jnp.zeros((1, 1), K.dtype), jnp.ones((1, m), K.dtype)], axis=1),
+        ],
+        axis=0,
+    )
+    lu = jax.scipy.linalg.lu_factor(B)
+    sol = jax.scipy.linalg.lu_solve(lu, rhs)
+    alpha, beta_hat = sol[:n, 0], sol[n, 0]
+    A, b = sol[:n, 1:], sol[n, 1:]
+    mean = Kxs.T @ alpha + beta_hat
+    if full_cov:
+        cov = kss - Kxs.T @ A - b[None, :]
+        return mean, 0.5 * (cov + cov.T)
+    var = kss - jnp.sum(Kxs * A, axis=0) - b
+    return mean, var
+
+
+def ordinary_log_likelihood(K: Float[Array, "n n"], y: Float[Array, " n"]) -> Float[Array, ""]:
+    """``log N(y; 0, K)`` for a proper kernel (Cholesky)."""
+    L = jnp.linalg.cholesky(K)
+    z = _chol_solve_lower(L, y)
+    n = y.shape[0]
+    logdet = jnp.sum(jnp.log(jnp.diagonal(L)))
+    return -0.5 * jnp.dot(z, z) - logdet - 0.5 * n * math.log(2 * math.pi)
+
+
+def ordinary_posterior(
+    K: Float[Array, "n n"],
+    y: Float[Array, " n"],
+    Kxs: Float[Array, "n m"],
+    kss: Float[Array, "m m"] | Float[Array, " m"],
+    full_cov: bool,
+) -> tuple[Float[Array, " m"], Float[Array, "m m"] | Float[Array, " m"]]:
+    """Zero-mean GP posterior for a proper kernel (Cholesky)."""
+    L = jnp.linalg.cholesky(K)
+    alpha = jax.scipy.linalg.cho_solve((L, True), y)
+    mean = Kxs.T @ alpha
+    V = _chol_solve_lower(L, Kxs)
+    if full_cov:
+        cov = kss - V.T @ V
+        return mean, 0.5 * (cov + cov.T)
+    return mean, kss - jnp.sum(V**2, axis=0)

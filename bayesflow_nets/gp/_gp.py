@@ -1,0 +1,340 @@
+"""``ImproperGP``: GP regression with a flat prior on the level (MATH.md §3).
+
+Prior ``f ~ GP(0, k + λ²)`` with ``λ → ∞``. For an improper (conditionally positive definite)
+kernel this is the only well-defined model; for a proper kernel it is optional
+(``flat_mean=True``; "ordinary kriging"), and by default a proper kernel uses the ordinary
+zero-mean GP with the same API.
+
+Posterior methods: ``"contrast"`` (Cholesky of ``QᵀKQ``), ``"bordered"`` (LU of the bordered
+system) and ``"state_space"`` (exact O(n) diffuse Kalman filter / RTS smoother, Brownian and
+Matérn walks on 1-D inputs). Predictions are for the latent ``f`` (no observation noise).
+
+Numerics: improper systems are ill-conditioned; use float64 (``jax.enable_x64``). In float32 the
+public methods warn when the contrast system is ill-conditioned.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from . import _dense
+from ._kernels import AbstractKernel
+from ._state_space import state_space_log_likelihood, state_space_posterior, supports_state_space
+
+__all__ = ["ImproperGP", "GPPosterior"]
+
+
+class GPPosterior(NamedTuple):
+    """Posterior of the latent ``f`` at test points: mean and variance, or full covariance."""
+
+    mean: Float[Array, " m"]
+    variance: Float[Array, " m"]
+    covariance: Float[Array, "m m"] | None
+
+
+def _is_traced(*xs) -> bool:
+    return any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _check_y(y, n: int) -> Array:
+    y = jnp.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) to match X, got shape {y.shape}.")
+    if not _is_traced(y) and not bool(jnp.all(jnp.isfinite(y))):
+        bad = int(jnp.sum(~jnp.isfinite(y)))
+        raise ValueError(
+            f"y contains {bad} NaN/inf value(s); drop those observations (and their rows of X) "
+            "before building the GP, or impute them."
+        )
+    return eqx.error_if(y, ~jnp.all(jnp.isfinite(y)), "y contains NaN/inf; drop those points.")
+
+
+_SOLVE_FAILED = (
+    "is not finite: the linear solve failed (ill-conditioned system) — enable float64 "
+    "(jax.enable_x64) or increase the noise."
+)
+
+
+@eqx.filter_jit
+def _lml_impl(gp: ImproperGP, y: Array, method: str):
+    ll, chol = gp._log_marginal_likelihood(y, method)
+    ll = eqx.error_if(ll, ~jnp.isfinite(ll), "log marginal likelihood " + _SOLVE_FAILED)
+    return ll, (None if chol is None else jnp.diagonal(chol))
+
+
+@eqx.filter_jit
+def _predict_impl(gp: ImproperGP, y: Array, X_test: Array, method: str, full_cov: bool):
+    mean, cov, chol_diag = gp._predict(y, X_test, method, full_cov)
+    mean = eqx.error_if(mean, ~jnp.all(jnp.isfinite(mean)), "posterior mean " + _SOLVE_FAILED)
+    return mean, cov, chol_diag
+
+
+class ImproperGP(eqx.Module):
+    """GP regression with kernel ``kernel`` at inputs ``X`` and Gaussian noise variance ``noise``.
+
+    Args:
+        kernel: any kernel; improper kernels require the flat level (``flat_mean``).
+        X: inputs, ``(n,)`` or ``(n, d)``; any order (the state-space path sorts).
+        noise: observation-noise *variance*, a positive scalar or ``(n,)`` vector (stored as
+            ``log_noise``, the leaf that optimisers update).
+        flat_mean: flat prior on a constant level (REML); default ``kernel.is_improper``.
+    """
+
+    kernel: AbstractKernel
+    X: Array
+    log_noise: Array
+    flat_mean: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        kernel: AbstractKernel,
+        X: Float[ArrayLike, " n *d"],
+        noise: ArrayLike,
+        *,
+        flat_mean: bool | None = None,
+    ):
+        if not isinstance(kernel, AbstractKernel):
+            raise TypeError(f"ImproperGP: kernel must be a kernel, got {type(kernel).__name__}.")
+        X = jnp.asarray(X)
+        if X.ndim not in (1, 2) or X.shape[0] < 2:
+            raise ValueError(
+                f"ImproperGP: X must have shape (n,) or (n, d) with n ≥ 2, got shape {X.shape}."
+            )
+        if not jnp.issubdtype(X.dtype, jnp.floating):
+            X = X.astype(jnp.result_type(float))
+        if flat_mean is None:
+            flat_mean = kernel.is_improper
+        if kernel.is_improper and not flat_mean:
+            raise ValueError(
+                f"ImproperGP: the kernel {type(kernel).__name__} is improper (only conditionally "
+                "positive definite); it needs the flat level, flat_mean=True (the default)."
+            )
+        n = X.shape[0]
+        if not _is_traced(X):
+            Xn = np.asarray(X)
+            if not np.all(np.isfinite(Xn)):
+                raise ValueError("ImproperGP: X contains NaN/inf; drop those points.")
+            flat = Xn.reshape(n, -1)
+            uniq = np.unique(flat, axis=0).shape[0]
+            if uniq < n:
+                warnings.warn(
+                    f"ImproperGP: X contains {n - uniq} duplicate input(s). The posterior is still "
+                    "defined because the noise is positive, but the system becomes ill-conditioned "
+                    "as the noise shrinks; consider averaging duplicate observations (with noise "
+                    "variance divided by their count).",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        if _is_traced(noise):
+            log_noise = jnp.log(noise)
+        else:
+            nz = np.asarray(noise, dtype=float)
+            if nz.shape not in ((), (n,)):
+                raise ValueError(
+                    f"ImproperGP: noise must be a scalar or have shape ({n},), got {nz.shape}."
+                )
+            if not np.all(np.isfinite(nz)) or np.any(nz <= 0):
+                raise ValueError(
+                    f"ImproperGP: noise (a variance) must be positive and finite, got "
+                    f"{nz if nz.ndim == 0 else 'min ' + str(nz.min())}; use a small positive value "
+                    "such as 1e-6 for (near) noise-free data."
+                )
+            log_noise = jnp.log(jnp.asarray(nz, dtype=X.dtype))
+        self.kernel = kernel
+        self.X = X
+        self.log_noise = log_noise
+        self.flat_mean = bool(flat_mean)
+
+    # ------------------------------------------------------------------ basic quantities
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def noise(self) -> Array:
+        """Noise variance per observation, shape ``(n,)``."""
+        return jnp.broadcast_to(jnp.exp(self.log_noise), (self.n,))
+
+    def gram(self) -> Float[Array, "n n"]:
+        """``K = k(X, X) + diag(noise)`` (indefinite for an improper kernel)."""
+        K = self.kernel(self.X)
+        return K + jnp.diag(self.noise.astype(K.dtype))
+
+    def contrasts(self, y: Float[ArrayLike, " n"]) -> Float[Array, " n-1"]:
+        """``Qᵀy``: orthonormal contrasts of ``y`` (the level-free part the REML models)."""
+        return _dense.contrast_project(jnp.asarray(y))
+
+    def _x1d(self, name: str = "X") -> Array:
+        X = self.X
+        if X.ndim == 2:
+            if X.shape[1] != 1:
+                raise ValueError(
+                    f"method='state_space' needs 1-D inputs, got {name} with shape {X.shape}; use "
+                    "method='contrast'."
+                )
+            X = X[:, 0]
+        return X
+
+    def _check_method(self, method: str, allowed: tuple[str, ...]) -> None:
+        if method not in allowed:
+            raise ValueError(f"method must be one of {allowed}, got {method!r}.")
+        if method == "state_space":
+            if not self.flat_mean or not supports_state_space(self.kernel):
+                raise NotImplementedError(
+                    "method='state_space' supports Brownian and MaternWalk kernels (optionally "
+                    f"scaled), got {type(self.kernel).__name__}; use method='contrast'."
+                )
+        elif method == "bordered" and not self.flat_mean:
+            raise ValueError(
+                "method='bordered' solves the flat-level system; this GP has flat_mean=False "
+                "(proper kernel, ordinary path). Use method='contrast' or build it with "
+                "flat_mean=True."
+            )
+
+    def _warn_conditioning(self, chol_diag: Array) -> None:
+        if _is_traced(chol_diag) or chol_diag.dtype != jnp.float32:
+            return
+        d = np.asarray(chol_diag)
+        if not np.all(np.isfinite(d)):
+            return
+        cond = float((d.max() / d.min()) ** 2)
+        if cond > 1e5:
+            warnings.warn(
+                f"ImproperGP: float32 with an ill-conditioned system (condition number ≳ "
+                f"{cond:.1e}); results may be inaccurate. Enable float64 "
+                "(`jax.config.update('jax_enable_x64', True)` or `with jax.enable_x64(True):`) "
+                "or increase the noise.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    # ---------------------------------------------------------------- likelihood
+    def _log_marginal_likelihood(self, y: Array, method: str) -> tuple[Array, Array | None]:
+        if method == "state_space":
+            ll = state_space_log_likelihood(self.kernel, self._x1d(), y, self.noise.astype(y.dtype))
+            return ll, None
+        K = self.gram()
+        if self.flat_mean:
+            factor = _dense.contrast_factor(K)
+            return _dense.contrast_log_likelihood(factor, y), factor.chol
+        return _dense.ordinary_log_likelihood(K, y), None
+
+    def log_marginal_likelihood(
+        self, y: Float[ArrayLike, " n"], *, method: str = "contrast"
+    ) -> Float[Array, ""]:
+        """REML ``log N(Qᵀy; 0, QᵀKQ)`` (flat level) or ``log N(y; 0, K)`` (ordinary path)."""
+        self._check_method(method, ("contrast", "state_space"))
+        y = _check_y(y, self.n)
+        ll, chol_diag = _lml_impl(self, y, method)
+        if chol_diag is not None:
+            self._warn_conditioning(chol_diag)
+        return ll
+
+    # ---------------------------------------------------------------- posterior
+    def predict(
+        self,
+        y: Float[ArrayLike, " n"],
+        X_test: Float[ArrayLike, " m *d"],
+        *,
+        method: str = "contrast",
+        full_cov: bool = False,
+    ) -> GPPosterior:
+        """Posterior of ``f`` at ``X_test``: corrected (flat-level) or ordinary formulas.
+
+        ``full_cov=True`` also returns the covariance (dense methods only).
+        """
+        self._check_method(method, ("contrast", "bordered", "state_space"))
+        y = _check_y(y, self.n)
+        X_test = jnp.asarray(X_test, dtype=self.X.dtype)
+        if X_test.shape[1:] != self.X.shape[1:]:
+            raise ValueError(
+                f"X_test must have point shape {self.X.shape[1:]} like X, got shape {X_test.shape}."
+            )
+        if method == "state_space" and full_cov:
+            raise ValueError(
+                "full_cov=True is not available with method='state_space' (it returns the "
+                "marginal variances); use method='contrast' for the full covariance."
+            )
+        if method == "state_space":
+            self._x1d()
+        mean, cov, chol_diag = _predict_impl(self, y, X_test, method, full_cov)
+        if chol_diag is not None:
+            self._warn_conditioning(chol_diag)
+        if full_cov:
+            return GPPosterior(mean, jnp.diagonal(cov), cov)
+        return GPPosterior(mean, cov, None)
+
+    def _predict(self, y: Array, X_test: Array, method: str, full_cov: bool):
+        if method == "state_space":
+            xt = X_test[:, 0] if X_test.ndim == 2 else X_test
+            mean, var = state_space_posterior(
+                self.kernel, self._x1d(), y, self.noise.astype(y.dtype), xt
+            )
+            return mean, var, None
+        chol_diag = None
+        K = self.gram()
+        Kxs = self.kernel(self.X, X_test)
+        kss = self.kernel(X_test) if full_cov else self.kernel.diag(X_test)
+        if not self.flat_mean:
+            mean, cov = _dense.ordinary_posterior(K, y, Kxs, kss, full_cov)
+        elif method == "bordered":
+            mean, cov = _dense.bordered_posterior(K, y, Kxs, kss, full_cov)
+        else:
+            factor = _dense.contrast_factor(K)
+            chol_diag = jnp.diagonal(factor.chol)
+            mean, cov = _dense.contrast_posterior(factor, y, Kxs, kss, full_cov)
+        return mean, cov, chol_diag
+
+    # ---------------------------------------------------------------- prior sampling
+    def sample_prior(
+        self,
+        key: PRNGKeyArray,
+        X_new: Float[ArrayLike, " m *d"] | None = None,
+        *,
+        num_samples: int = 1,
+        pin_index: int = 0,
+    ) -> Float[Array, "s m"]:
+        """Prior draws of ``f`` at ``X_new`` (default ``X``), shape ``(num_samples, m)``.
+
+        Improper kernels (flat level) are sampled by pinning ``f(x_pin) = 0`` at
+        ``x_pin = X_new[pin_index]``: ``C = k(x,x') − k(x,x_pin) − k(x_pin,x') + k(x_pin,x_pin)``
+        (positive semi-definite because ``k`` is CPD); the level is arbitrary. Proper kernels with
+        the ordinary path draw from ``N(0, k(X, X))``.
+        """
+        Xn = self.X if X_new is None else jnp.asarray(X_new, dtype=self.X.dtype)
+        m = Xn.shape[0]
+        if not -m <= pin_index < m:
+            raise ValueError(f"pin_index must index X_new (length {m}), got {pin_index}.")
+        C = self.kernel(Xn)
+        if self.flat_mean:
+            kp = C[pin_index]
+            C = C - kp[:, None] - kp[None, :] + C[pin_index, pin_index]
+        evals, evecs = jnp.linalg.eigh(0.5 * (C + C.T))
+        root = evecs * jnp.sqrt(jnp.clip(evals, 0.0, None))[None, :]
+        eps = jax.random.normal(key, (num_samples, m), dtype=C.dtype)
+        return eps @ root.T
+
+    # ---------------------------------------------------------------- NumPyro
+    def numpyro_dist(self, *, method: str = "contrast"):
+        """A NumPyro distribution over ``y`` whose ``log_prob`` is the (REML) marginal likelihood.
+
+        With a flat level the density is that of the contrasts ``Qᵀy`` (invariant to the level);
+        use it as ``numpyro.sample("y", gp.numpyro_dist(), obs=y)`` with hyperparameters sampled
+        in the model, e.g. for NUTS. Proper kernels on the ordinary path give a
+        ``MultivariateNormal(0, K)``.
+        """
+        from ._numpyro import ContrastNormal
+
+        self._check_method(method, ("contrast", "state_space"))
+        if not self.flat_mean:
+            import numpyro.distributions as dist
+
+            return dist.MultivariateNormal(jnp.zeros(self.n, self.X.dtype), self.gram())
+        return ContrastNormal(self, method)
