@@ -1,0 +1,114 @@
+"""Score-Jacobian cost: full spectrum vs d batched score evaluations; Lanczos top-k at d = 3072.
+
+For a time-embedded MLP score (untrained weights: cost does not depend on training), measures
+- the full spectrum (chunked forward-mode Jacobian + symmetric eigendecomposition) at d = 64, 784,
+  against the time of d batched score evaluations (the anchor: one column per evaluation);
+  target ≤ 3×;
+- Lanczos top-k (k = 20) at d = 3072 from Jacobian-vector products, and its agreement with the
+  full-Jacobian top-k where the full Jacobian is affordable (d = 784).
+Writes benchmarks/results/score_jacobian.json.
+
+    python benchmarks/score_jacobian.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from bayesflow_nets.diffusion import ScoreMLP, lanczos_eigh, score_jacobian, score_jacobian_spectrum
+
+
+def timeit(fn, *args, repeats=5):
+    jax.block_until_ready(fn(*args))
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="d = 64 only, smaller Lanczos case")
+    parser.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "score_jacobian.json")
+    )
+    args = parser.parse_args()
+    dims = [64] if args.quick else [64, 784]
+    t = 0.1
+    rows = []
+    print(
+        f"{'d':>6}{'jacobian s':>12}{'spectrum s':>12}{'d evals s':>12}"
+        f"{'jac ratio':>11}{'spec ratio':>12}  (target ≤ 3×)"
+    )
+    for d in dims:
+        net = ScoreMLP(jax.random.key(d), d, width=256, depth=3)
+        x = jax.random.normal(jax.random.key(1), (d,))
+        spec = jax.jit(lambda x, net=net: score_jacobian_spectrum(net, x, t, chunk_size=None))
+        jac = jax.jit(lambda x, net=net: score_jacobian(net, x, t, chunk_size=None))
+        evals = jax.jit(lambda xs, net=net: jax.vmap(lambda v: net(v, t))(xs))
+        xs = x + 0.01 * jax.random.normal(jax.random.key(2), (d, d))
+        tj = timeit(jac, x)
+        ts = timeit(spec, x)
+        te = timeit(evals, xs)
+        rows.append(
+            {
+                "d": d,
+                "jacobian_s": tj,
+                "spectrum_s": ts,
+                "batched_evals_s": te,
+                "jacobian_ratio": tj / te,
+                "spectrum_ratio": ts / te,
+            }
+        )
+        print(f"{d:>6}{tj:>12.4f}{ts:>12.4f}{te:>12.4f}{tj / te:>10.2f}x{ts / te:>11.2f}x")
+
+    # Lanczos top-k on the symmetric part of J, from jvp / vjp.
+    lanczos_rows = []
+    k = 20
+    for d in [784] if args.quick else [784, 3072]:
+        net = ScoreMLP(jax.random.key(d), d, width=256, depth=3)
+        x = jax.random.normal(jax.random.key(1), (d,))
+
+        def matvec(v, net=net, x=x):
+            f = lambda y: net(y, t)  # noqa: E731
+            jv = jax.jvp(f, (x,), (v,))[1]
+            vj = jax.vjp(f, x)[1](v)[0]
+            return 0.5 * (jv + vj)
+
+        lz = jax.jit(lambda key, d=d, mv=matvec: lanczos_eigh(mv, d, key, k, num_iter=3 * k + 20))
+        tl = timeit(lz, jax.random.key(3), repeats=3)
+        top = np.asarray(lz(jax.random.key(3))[0])
+        row = {"d": d, "k": k, "lanczos_s": tl}
+        if d <= 784:
+            jac = score_jacobian(net, x, t, chunk_size=64)
+            full = np.linalg.eigvalsh(0.5 * np.asarray(jac + jac.T))
+            full_top = full[np.argsort(-np.abs(full))[:k]]
+            rel = float(np.max(np.abs(np.sort(top) - np.sort(full_top)) / np.abs(full_top).max()))
+            row["max_rel_err_vs_full"] = rel
+        lanczos_rows.append(row)
+        extra = (
+            f", max rel err vs full {row['max_rel_err_vs_full']:.1e}"
+            if "max_rel_err_vs_full" in row
+            else ""
+        )
+        print(f"Lanczos top-{k} at d={d}: {tl:.3f} s{extra}")
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(
+        json.dumps(
+            {"spectrum": rows, "lanczos": lanczos_rows, "device": str(jax.devices()[0])}, indent=2
+        )
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
