@@ -21,6 +21,13 @@ from ._flows import (
     inverse_autoregressive_flow as inverse_autoregressive_flow,
     masked_autoregressive_flow as masked_autoregressive_flow,
 )
+from ._preprocess import (
+    ActNorm as ActNorm,
+    AffineSquash as AffineSquash,
+    Logit as Logit,
+    init_actnorm as init_actnorm,
+    logit_preprocessing as logit_preprocessing,
+)
 from ._rqs import RationalQuadraticSpline as RationalQuadraticSpline
 from ._structure import (
     Chain as Chain,

@@ -59,14 +59,16 @@ def masked_autoregressive_flow(
     nn_activation: Callable = jax.nn.relu,
     invert: bool = True,
 ) -> Transformed:
-    """MAF: MADE layers with random permutations. ``invert=True`` makes ``log_prob`` parallel."""
+    """MAF: MADE layers, each in a random autoregressive order. ``invert=True`` makes ``log_prob`` parallel."""
     dim = _check_base(base_dist)
     _check_layers(flow_layers)
     transformer = Affine(positivity="exp") if transformer is None else transformer
 
     def make_layer(k):
         k1, k2 = jax.random.split(k)
-        made = MaskedAutoregressive(
+        # A random autoregressive order per layer, folded into the MADE masks (no Permute layer).
+        order = None if dim == 1 else jax.random.permutation(k2, jnp.arange(dim, dtype=jnp.int32))
+        return MaskedAutoregressive(
             k1,
             transformer,
             dim,
@@ -74,8 +76,8 @@ def masked_autoregressive_flow(
             nn_width=nn_width,
             nn_depth=nn_depth,
             nn_activation=nn_activation,
+            order=order,
         )
-        return made if dim == 1 else Chain([made, _permutation(k2, dim)])
 
     return Transformed(base_dist, _stack(key, flow_layers, make_layer, invert))
 

@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 
 def _linear_init(key, n_in, n_out, dtype=float):
@@ -34,7 +34,7 @@ class MaskedMLP(eqx.Module):
     def __init__(
         self,
         key: PRNGKeyArray,
-        degrees: list[np.ndarray],
+        degrees: list[ArrayLike],
         head_bias: Array,
         *,
         activation: Callable = jax.nn.relu,
@@ -72,15 +72,21 @@ class MaskedMLP(eqx.Module):
 
 
 def made_degrees(
-    dim: int, cond_dim: int, width: int, depth: int, n_params: int
-) -> list[np.ndarray]:
-    """MADE degrees: inputs 1..dim (condition 0), hidden in 1..dim−1, outputs (dim, n_params) rows."""
-    d_in = np.concatenate([np.zeros(cond_dim, int), np.arange(1, dim + 1)])
-    if dim > 1:
-        d_hidden = np.arange(width) % (dim - 1) + 1
+    dim: int, cond_dim: int, width: int, depth: int, n_params: int, order=None
+) -> list:
+    """MADE degrees: inputs 1..dim (condition 0), hidden in 1..dim−1, outputs (n_params, dim) rows.
+
+    ``order`` (a permutation of 0..dim−1, possibly traced) gives input i the degree order[i]+1, so
+    a layer is autoregressive in that order without moving any data.
+    """
+    d_hidden = np.arange(width) % (dim - 1) + 1 if dim > 1 else np.zeros(width, int)
+    if order is None:
+        d_in = np.concatenate([np.zeros(cond_dim, int), np.arange(1, dim + 1)])
+        d_out = np.tile(np.arange(1, dim + 1), n_params)  # blocked: (n_params, dim)
     else:
-        d_hidden = np.zeros(width, int)
-    d_out = np.tile(np.arange(1, dim + 1), n_params)  # blocked: (n_params, dim)
+        rank = jnp.asarray(order, dtype=jnp.int32) + 1
+        d_in = jnp.concatenate([jnp.zeros(cond_dim, jnp.int32), rank])
+        d_out = jnp.tile(rank, n_params)
     return [d_in] + [d_hidden] * depth + [d_out]
 
 

@@ -66,6 +66,12 @@ CASES = {
         _real,
     ),
     "Exp": (lambda k: bj.Exp((DIM,)), _real),
+    "AffineSquash": (lambda k: bj.AffineSquash(0.05, (DIM,)), _unit),
+    "Logit": (lambda k: bj.Logit((DIM,)), _unit),
+    "ActNorm": (
+        lambda k: bj.ActNorm((2, DIM), (2, 1)).from_data(jax.random.normal(k, (16, 2, DIM)) + 1.0),
+        lambda k, s: jax.random.normal(k, s),
+    ),
     "Softplus": (lambda k: bj.Softplus((DIM,)), _real),
     "Sigmoid": (lambda k: bj.Sigmoid((DIM,)), _real),
     "Tanh": (lambda k: bj.Tanh((DIM,)), _real),
@@ -86,6 +92,13 @@ CASES = {
     ),
     "MaskedAutoregressive_affine": (
         lambda k: perturb(bj.MaskedAutoregressive(k, bj.Affine(), DIM, nn_width=8), k),
+        _real,
+    ),
+    "MaskedAutoregressive_affine_order": (
+        lambda k: perturb(
+            bj.MaskedAutoregressive(k, bj.Affine(), DIM, nn_width=8, order=jnp.array([2, 0, 3, 1])),
+            k,
+        ),
         _real,
     ),
     "MaskedAutoregressive_rqs_cond": (

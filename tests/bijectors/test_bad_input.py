@@ -40,6 +40,10 @@ KEY = jax.random.key(0)
         (lambda: bj.Coupling(KEY, bj.Exp((2,)), 1, 3), "scalar bijector"),
         (lambda: bj.MaskedAutoregressive(KEY, bj.Affine(), 0), "argument 'dim'"),
         (
+            lambda: bj.MaskedAutoregressive(KEY, bj.Affine(), 3, order=jnp.array([0, 0, 2])),
+            "argument 'order'",
+        ),
+        (
             lambda: bj.Transformed(bj.StandardNormal((2,)), bj.Exp((3,))),
             "argument 'bijector' has shape",
         ),
