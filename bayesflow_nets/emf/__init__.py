@@ -1,4 +1,5 @@
-"""Embedded-model flows (MATH.md §1): site transforms, structured layers, AutoEMF, fit_vi."""
+"""Embedded-model flows (MATH.md §1): site transforms, structured layers, AutoEMF, fit_vi,
+EMFDensity."""
 
 from ._asvi import ASVILayer as ASVILayer, AutoASVI as AutoASVI
 from ._autoguide import (
@@ -6,6 +7,7 @@ from ._autoguide import (
     gate_values as gate_values,
     make_backbone as make_backbone,
 )
+from ._density import EmbeddedProgram as EmbeddedProgram, EMFDensity as EMFDensity
 from ._fit import (
     VIResult as VIResult,
     fit_vi as fit_vi,

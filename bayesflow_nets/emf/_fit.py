@@ -41,6 +41,28 @@ def _log_weights(model, guide, params, key, n, args, kwargs):
     return jax.jit(jax.vmap(one))(jax.random.split(key, n))
 
 
+def _latent_and_deterministic_sites(model, args, kwargs) -> list[str]:
+    model = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+    tr = handlers.trace(model).get_trace(*args, **kwargs)
+    return [
+        k
+        for k, s in tr.items()
+        if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
+    ]
+
+
+def _draws_and_log_weights(model, guide, params, key, n, args, kwargs):
+    """``n`` guide draws of every latent and deterministic site with log p(x, y) and log q(x)."""
+    sites = _latent_and_deterministic_sites(model, args, kwargs)
+
+    def one(k):
+        lq, gtr = log_density(handlers.seed(guide, k), args, kwargs, params)
+        lp, mtr = log_density(handlers.replay(model, gtr), args, kwargs, params)
+        return {s: mtr[s]["value"] for s in sites if s in mtr}, lp, lq
+
+    return jax.jit(jax.vmap(one))(jax.random.split(key, n))
+
+
 class VIResult:
     """Result of :func:`fit_vi`: ``params`` (for ``Predictive(model, guide=guide, params=...)``),
     ``losses``, ``elbo`` ± ``elbo_se`` (from ``num_eval`` fresh draws), ``khat``, ``status``."""
@@ -75,11 +97,52 @@ class VIResult:
         )
         return dict(pred(key, *self._args, **self._kwargs))
 
-    def to_arviz(self, key=None, n: int = 1000):
-        """An ``arviz.InferenceData`` with one chain of ``n`` draws."""
+    def to_arviz(
+        self, key=None, n: int = 1000, *, num_chains: int = 1, coords=None, dims=None
+    ):
+        """An ``arviz.InferenceData`` of ``num_chains`` × ``n`` independent guide draws.
+
+        Dims and coords come from the model's plates (``bayesflow_nets.infer.to_inference_data``);
+        ``sample_stats`` holds each draw's ``log_weight`` = log p(x, y) − log q(x) and ``lp``;
+        the attributes hold ``elbo``, ``elbo_se``, ``khat`` (PSIS k̂ of the fit) and ``status``.
+        Draws are i.i.d., so splitting them into chains only groups them (like VI restarts).
+        """
+        # the workflow layer's converter, imported at call time (emf never imports infer at
+        # import time; the converter itself imports only NumPy/NumPyro/ArviZ)
+        from ..infer._arviz import to_inference_data
+
+        if n < 1 or num_chains < 1:
+            raise ValueError(
+                f"arguments 'n' and 'num_chains' must be >= 1, got {n}, {num_chains}."
+            )
         key = jax.random.PRNGKey(0) if key is None else key
-        draws = self.samples(key, n)
-        return az.from_dict(posterior={k: np.asarray(v)[None] for k, v in draws.items()})
+        draws, lp, lq = _draws_and_log_weights(
+            self.model, self.guide, self.params, key, n * num_chains, self._args, self._kwargs
+        )
+
+        def split(v):
+            v = np.asarray(v)
+            return v.reshape((num_chains, n) + v.shape[1:])
+
+        return to_inference_data(
+            {k: split(v) for k, v in draws.items()},
+            self.model,
+            self._args,
+            self._kwargs,
+            sample_stats={"log_weight": split(lp - lq), "lp": split(lp)},
+            coords=coords,
+            dims=dims,
+            attrs={
+                "inference_library": "bayesflow_nets.fit_vi",
+                "guide": type(self.guide).__name__,
+                "elbo": float(self.elbo),
+                "elbo_se": float(self.elbo_se),
+                "khat": float(self.khat),
+                "status": str(self.status),
+                "num_steps": int(self.num_steps),
+                "sampling_time": float(self.wall_time),
+            },
+        )
 
     def __repr__(self):
         return (
