@@ -1,4 +1,4 @@
-"""Command line: ``bayesflow-nets demo | bench NAME``."""
+"""Command line: ``bayesflow-nets demo | fit FILE.py:NAME | bench NAME``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import runpy
 import sys
 import time
 from pathlib import Path
+
+from ._cli_fit import add_fit_parser
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -138,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: fit an RQS flow to the built-in two-moons density, report held-out NLL",
     )
     demo.set_defaults(func=_demo)
+    add_fit_parser(sub)
     bench = sub.add_parser("bench", help="run a benchmark script from benchmarks/")
     bench.add_argument("name", help="benchmark name, e.g. 'bijectors'")
     bench.add_argument("--dir", default=None, help="benchmarks folder (default ./benchmarks)")

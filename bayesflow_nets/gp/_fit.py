@@ -7,9 +7,11 @@ from typing import NamedTuple
 
 import equinox as eqx
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
+import numpy as np
 import optax
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._gp import ImproperGP, _check_y
 
@@ -17,12 +19,140 @@ __all__ = ["REMLFitResult", "fit_reml"]
 
 
 class REMLFitResult(NamedTuple):
-    """``gp`` with the best finite hyperparameters, the loss trace (−REML/n) and a status."""
+    """``gp`` with the best finite hyperparameters, the loss trace (−REML/n) and a status.
+
+    ``y``, ``method`` and ``fit_noise`` record the fit's data and options (for
+    :meth:`to_arviz`).
+    """
 
     gp: ImproperGP
     losses: Float[Array, " steps"]
     status: str
     stopped_at: int
+    y: Float[Array, " n"] | None = None
+    method: str = "contrast"
+    fit_noise: bool = True
+
+    def hyperparameters(self) -> dict[str, Array]:
+        """The fitted hyperparameters by name (constrained: ``log_x`` leaves as ``x``)."""
+        params, _ = eqx.partition(self.gp, _trainable(self.gp, self.fit_noise))
+        return {
+            name: (jnp.exp(leaf) if log else leaf)
+            for name, log, leaf in _named_leaves(params)
+        }
+
+    def to_arviz(
+        self,
+        key: PRNGKeyArray | None = None,
+        num_draws: int = 1000,
+        *,
+        laplace: bool = True,
+    ):
+        """The hyperparameters as ``arviz.InferenceData`` (a Laplace approximation of the REML).
+
+        With ``laplace=True`` the posterior group holds ``num_draws`` draws (1 chain) of
+        N(θ̂, H⁻¹) in the unconstrained (log) space, θ̂ the REML point and H the Hessian of
+        −REML there (a flat prior on the log hyperparameters), mapped to the constrained
+        values: ``lengthscale``, ``variance``, ``noise``, ... (nested kernels prefix the field
+        path, e.g. ``kernel1.variance``). ``sample_stats`` holds each draw's REML ``lp`` and
+        ``log_weight`` = REML − log q, and ``attrs`` the PSIS ``khat`` of those weights (how far
+        the Gaussian is from the normalised REML surface), the REML point (``reml_<name>``), the
+        maximum ``log_marginal_likelihood`` and ``hessian_positive_definite`` (0: the fit
+        stopped away from a maximum; eigenvalues are floored). ``laplace=False`` gives the REML
+        point as one draw. Needs float64 for reliable Hessians. For full posterior draws sample
+        the hyperparameters with NUTS (``docs/workflow.md``).
+        """
+        import arviz as az
+
+        # the workflow layer's converter, imported at call time (gp never imports infer at
+        # import time)
+        from ..infer._arviz import to_inference_data
+
+        if self.y is None:
+            raise ValueError(
+                "to_arviz needs the data: this REMLFitResult was built without 'y'; use the "
+                "result of fit_reml(gp, y) (which records y)."
+            )
+        if not isinstance(num_draws, int) or isinstance(num_draws, bool) or num_draws < 1:
+            raise ValueError(f"argument 'num_draws' must be an int >= 1, got {num_draws!r}.")
+        params, static = eqx.partition(self.gp, _trainable(self.gp, self.fit_noise))
+        point = self.hyperparameters()
+        attrs = {
+            "inference_library": "bayesflow_nets.gp.fit_reml",
+            "point_estimate": "REML",
+            "log_marginal_likelihood": float(_reml_at(params, static, self.y, self.method)),
+            "status": str(self.status),
+            "method": str(self.method),
+            **{f"reml_{k}": np.asarray(v).tolist() for k, v in point.items()},
+        }
+        if not laplace:
+            draws = {k: np.asarray(v)[None, None] for k, v in point.items()}
+            return to_inference_data(draws, attrs=attrs)
+        key = jax.random.PRNGKey(0) if key is None else key
+        dim = jax.flatten_util.ravel_pytree(params)[0].shape[0]
+        dtype = self.gp.X.dtype
+        eps = jax.random.normal(key, (num_draws, dim), dtype)
+        pd, lp, log_q, draws = _laplace_draws(params, static, self.y, self.method, eps)
+        attrs["hessian_positive_definite"] = int(bool(pd))  # NetCDF attributes have no bool
+        log_w = np.asarray(lp - log_q, dtype=np.float64)
+        finite = np.isfinite(log_w)
+        attrs["khat"] = float(az.psislw(log_w[finite].copy())[1]) if finite.sum() > 10 else None
+        return to_inference_data(
+            {k: np.asarray(draws[k])[None] for k in point},
+            sample_stats={"lp": np.asarray(lp)[None], "log_weight": log_w[None]},
+            attrs=attrs,
+        )
+
+
+def _trainable(gp: ImproperGP, fit_noise: bool):
+    """The filter spec of the leaves ``fit_reml`` optimises (kernel hyperparameters, noise)."""
+    spec = jax.tree.map(eqx.is_inexact_array, gp)
+    spec = eqx.tree_at(lambda g: g.X, spec, replace=False)
+    if not fit_noise:
+        spec = eqx.tree_at(lambda g: g.log_noise, spec, replace=False)
+    return spec
+
+
+def _named_leaves(params) -> list[tuple[str, bool, Array]]:
+    """``(name, is_log, leaf)`` per array leaf: field path without the leading ``kernel`` and
+    without the ``log_`` prefix (``kernel.kernel1.log_variance`` → ``kernel1.variance``)."""
+    out = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        parts = [getattr(k, "name", None) or str(getattr(k, "idx", k)) for k in path]
+        if parts and parts[0] == "kernel" and len(parts) > 1:
+            parts = parts[1:]
+        log = parts[-1].startswith("log_")
+        if log:
+            parts[-1] = parts[-1][4:]
+        out.append((".".join(parts), log, leaf))
+    return out
+
+
+@eqx.filter_jit
+def _reml_at(params, static, y, method):
+    return eqx.combine(params, static)._log_marginal_likelihood(y, method)[0]
+
+
+@eqx.filter_jit
+def _laplace_draws(params, static, y, method, eps):
+    """Draws θ = θ̂ + H^{-1/2} ε of the Laplace approximation in the unconstrained space, with
+    the REML and log q at each draw and the draws' constrained values by name."""
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+
+    def reml(v):
+        return eqx.combine(unravel(v), static)._log_marginal_likelihood(y, method)[0]
+
+    hess = jax.hessian(lambda v: -reml(v))(flat)
+    w, vecs = jnp.linalg.eigh(0.5 * (hess + hess.T))
+    positive_definite = jnp.all(w > 0)
+    w = jnp.clip(w, 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)  # floor: a usable Gaussian regardless
+    thetas = flat + eps @ (vecs / jnp.sqrt(w)).T  # covariance V diag(1/w) Vᵀ = H⁻¹
+    log_q = -0.5 * jnp.sum(eps**2 + jnp.log(2 * jnp.pi), axis=1) + 0.5 * jnp.sum(jnp.log(w))
+
+    def constrained(v):
+        return {name: (jnp.exp(x) if log else x) for name, log, x in _named_leaves(unravel(v))}
+
+    return positive_definite, jax.vmap(reml)(thetas), log_q, jax.vmap(constrained)(thetas)
 
 
 def _loss(params, static, y, method):
@@ -70,11 +200,7 @@ def fit_reml(
         raise ValueError(f"fit_reml: steps must be ≥ 1, got {steps}.")
     gp._check_method(method, ("contrast", "state_space"))
     y = _check_y(y, gp.n)
-    spec = jax.tree.map(eqx.is_inexact_array, gp)
-    spec = eqx.tree_at(lambda g: g.X, spec, replace=False)
-    if not fit_noise:
-        spec = eqx.tree_at(lambda g: g.log_noise, spec, replace=False)
-    params, static = eqx.partition(gp, spec)
+    params, static = eqx.partition(gp, _trainable(gp, fit_noise))
     opt = _default_optimizer() if optimizer is None else optax.with_extra_args_support(optimizer)
     # Strong-type the initial state (optax initialises some scalars weakly typed, which would
     # retrace the jitted step after the first update).
@@ -104,4 +230,6 @@ def fit_reml(
         if jnp.isfinite(final):
             best = params
             losses.append(final)
-    return REMLFitResult(eqx.combine(best, static), jnp.asarray(losses), status, stopped_at)
+    return REMLFitResult(
+        eqx.combine(best, static), jnp.asarray(losses), status, stopped_at, y, method, fit_noise
+    )

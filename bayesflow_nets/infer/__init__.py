@@ -1,5 +1,11 @@
-"""Workflow: fit loops and checkpoints (imports methods and primitives; never the reverse)."""
+"""Workflow: fit loops, checkpoints, ArviZ conversion, BlackJAX NUTS and NeuTra (imports methods
+and primitives; never the reverse)."""
 
+from ._arviz import (
+    density_to_inference_data as density_to_inference_data,
+    model_dims as model_dims,
+    to_inference_data as to_inference_data,
+)
 from ._checkpoint import load as load, save as save
 from ._fit import (
     FitResult as FitResult,
@@ -8,4 +14,14 @@ from ._fit import (
     fit_to_loss as fit_to_loss,
     init_state as init_state,
     make_step as make_step,
+)
+from ._neutra import neutra as neutra, warped_potential as warped_potential
+from ._nuts import nuts as nuts
+from ._restarts import fit_vi_restarts as fit_vi_restarts
+from ._sharding import (
+    ShardedSVI as ShardedSVI,
+    batch_mesh as batch_mesh,
+    batch_sharding as batch_sharding,
+    replicated as replicated,
+    sharded_svi as sharded_svi,
 )

@@ -2,10 +2,13 @@
 
 Pure ``init``/``step`` functions over a NamedTuple state; steps are chunked inside ``lax.scan``;
 a non-finite loss stops training, keeps the last finite parameters and reports the step.
+``fit_to_data`` runs data-parallel over a device mesh (``mesh=``) and checkpoints the best
+module (``checkpoint_path=``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,10 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from tqdm.auto import tqdm
 
 from ..bijectors import AbstractDistribution
+from ._checkpoint import save
+from ._sharding import as_mesh, batch_sharding, replicated
 
 
 class TrainState(NamedTuple):
@@ -196,6 +202,17 @@ def _as_data(name: str, value, n: int | None, event_shape) -> Array:
     return arr
 
 
+def _local_copy(tree):
+    """Replicated arrays as this process's copy (multi-host arrays are not fully addressable)."""
+
+    def local(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return x.addressable_data(0)
+        return x
+
+    return jax.tree_util.tree_map(local, tree)
+
+
 def _nll(dist, x, condition=None):
     return -jnp.mean(dist.log_prob(x, condition))
 
@@ -216,11 +233,22 @@ def fit_to_data(
     filter_spec: Any = eqx.is_inexact_array,
     return_best: bool = True,
     progress: bool = True,
+    mesh: Mesh | int | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
 ) -> FitResult:
     """Maximum likelihood with minibatches, a validation split and early stopping.
 
     ``loss_fn(dist, x_batch[, condition_batch])`` defaults to the mean negative log-likelihood.
     Returns the parameters with the best validation loss (``return_best``) and the history.
+
+    ``mesh`` (a ``jax.sharding.Mesh``, or an int n for a 1-D mesh over the first n devices)
+    trains data-parallel: each minibatch is split over all mesh axes, parameters and optimiser
+    state are replicated, XLA all-reduces the gradients; ``batch_size`` must be divisible by
+    the number of devices. Same keys and minibatch order as ``mesh=None``, so the loss history
+    agrees to float round-off. ``checkpoint_path``: the best-so-far module is saved there
+    (``infer.save``, atomic) whenever the validation loss improves; resume with
+    ``infer.load(checkpoint_path, like=dist)`` and pass the result as ``dist`` (optimiser
+    state restarts).
     """
     if not isinstance(dist, eqx.Module):
         raise TypeError(f"argument 'dist' must be an Equinox module, got {type(dist)}.")
@@ -246,7 +274,18 @@ def fit_to_data(
         raise ValueError(f"argument 'batch_size' must be an int >= 1, got {batch_size!r}.")
     if not (isinstance(max_epochs, int) and max_epochs >= 1):
         raise ValueError(f"argument 'max_epochs' must be an int >= 1, got {max_epochs!r}.")
+    if checkpoint_path is not None and os.path.isdir(checkpoint_path):
+        raise ValueError(
+            f"argument 'checkpoint_path' must be a file path, got the directory {checkpoint_path}."
+        )
     batch_size = min(batch_size, n_train)
+    mesh = as_mesh(mesh)
+    if mesh is not None and batch_size % mesh.size:
+        raise ValueError(
+            f"argument 'batch_size' ({batch_size}, after capping at the {n_train} training rows) "
+            f"must be divisible by the number of devices in 'mesh' ({mesh.size}) for "
+            "data-parallel training; choose a multiple of the device count."
+        )
     loss_fn = _nll if loss_fn is None else loss_fn
     optimizer = _optimizer(optimizer, learning_rate)
 
@@ -262,11 +301,33 @@ def fit_to_data(
     step = make_step(loss_fn, static, optimizer)
     n_batches = n_train // batch_size
 
+    if mesh is None:
+        shard_batches = shard_batch = replicate = lambda tree: tree  # noqa: E731
+    else:
+        # Data parallel (GSPMD): the training set and the state are replicated; each minibatch is
+        # split over the devices and XLA inserts the gradient all-reduce.
+        state, train, val = jax.tree_util.tree_map(
+            lambda a: jax.device_put(a, replicated(mesh)) if eqx.is_array(a) else a,
+            (state, train, val),
+        )
+
+        def shard_batches(tree):  # (n_batches, batch_size, ...): split axis 1
+            return jax.lax.with_sharding_constraint(tree, batch_sharding(mesh, axis=1))
+
+        def shard_batch(tree):  # one minibatch (batch_size, ...): split axis 0
+            return jax.lax.with_sharding_constraint(tree, batch_sharding(mesh))
+
+        def replicate(tree):
+            return jax.lax.with_sharding_constraint(tree, replicated(mesh))
+
     @eqx.filter_jit
     def run_epoch(state, key):
         idx = jax.random.permutation(key, n_train)[: n_batches * batch_size]
         batches = tuple(a[idx].reshape((n_batches, batch_size) + a.shape[1:]) for a in train)
-        return jax.lax.scan(lambda s, b: step(s, *b), state, batches)
+        state, losses = jax.lax.scan(
+            lambda s, b: step(s, *shard_batch(b)), state, shard_batches(batches)
+        )
+        return replicate(state), losses
 
     @eqx.filter_jit
     def val_loss(params):
@@ -287,7 +348,10 @@ def fit_to_data(
     train_hist, val_hist = [], []
     best_val, best_params, patience = np.inf, state.params, 0
     status, stopped_at, message = "max_steps", None, f"ran {max_epochs} epochs."
-    bar = tqdm(range(max_epochs), disable=not progress, desc="fit_to_data")
+    write = checkpoint_path is not None and jax.process_index() == 0
+    bar = tqdm(
+        range(max_epochs), disable=not progress or jax.process_index() != 0, desc="fit_to_data"
+    )
     for epoch in bar:
         key, sub = jax.random.split(key)
         state, losses = run_epoch(state, sub)
@@ -307,6 +371,8 @@ def fit_to_data(
         bar.set_postfix(train=f"{train_hist[-1]:.4g}", val=f"{v:.4g}")
         if v < best_val:
             best_val, best_params, patience = v, state.params, 0
+            if write:
+                save(checkpoint_path, eqx.combine(_local_copy(best_params), static))
         else:
             patience += 1
             if patience > max_patience:
