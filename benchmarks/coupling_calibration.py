@@ -91,6 +91,7 @@ def run_setting(n: int, T: int, n_datasets: int, args) -> dict:
         learning_rate=0.05,
         n_mc=4,
         likelihood=args.likelihood,
+        weighting=args.weighting,
     )
     per = {"hybrid": [], "rdcm": [], "reverse_kl_vi": []}
     times = {m: [] for m in per}
@@ -168,6 +169,12 @@ def main():
     p.add_argument("--k", type=int, default=16, help="HP draws in the hybrid mixture")
     p.add_argument("--vi-steps", type=int, default=200)
     p.add_argument("--skip-revkl", action="store_true")
+    p.add_argument(
+        "--weighting",
+        default="uniform",
+        choices=["uniform", "evidence"],
+        help="hybrid mixture weights (MATH.md §4: uniform)",
+    )
     p.add_argument("--likelihood", default="whittle", choices=["whittle", "kalman"])
     args = p.parse_args()
     if args.quick:

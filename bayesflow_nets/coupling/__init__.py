@@ -39,6 +39,7 @@ from ._reverse_kl import (
     GaussianVIResult as GaussianVIResult,
     GaussianVIState as GaussianVIState,
     ReverseKLResult as ReverseKLResult,
+    conditional_log_evidence as conditional_log_evidence,
     fit_conditional_couplings as fit_conditional_couplings,
     fit_gaussian_vi as fit_gaussian_vi,
     gaussian_vi_init as gaussian_vi_init,

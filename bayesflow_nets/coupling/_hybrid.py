@@ -18,6 +18,7 @@ from ._rdcm import RDCMResult
 from ._reverse_kl import (
     ReverseKLResult,
     _log_prior_hp_unconstrained,
+    conditional_log_evidence,
     fit_conditional_couplings,
     hp_to_unconstrained,
 )
@@ -33,6 +34,7 @@ class CouplingPosterior(NamedTuple):
     node_names: tuple[str, ...]
     delays: np.ndarray | None = None  # (K, N) measurement draws used (hybrid)
     component_means: np.ndarray | None = None  # (K, N, N)
+    weights: np.ndarray | None = None  # (K,) mixture weights of the components (hybrid)
 
     @property
     def mean(self) -> np.ndarray:
@@ -61,16 +63,34 @@ class CouplingPosterior(NamedTuple):
         """``P(A_ij > 0 | Y)``."""
         return (self.A > 0).mean(axis=0)
 
-    def to_arviz(self):
-        """ArviZ InferenceData with variable ``A`` over dims ``(target, source)`` (one chain)."""
-        import arviz as az
+    def to_arviz(self, num_chains: int = 1):
+        """ArviZ InferenceData: posterior ``A`` over dims ``(target, source)`` (node names).
 
+        Built by the shared converter ``bayesflow_nets.infer.to_inference_data``; ``num_chains``
+        splits the draws into chains (they are i.i.d. mixture draws, so this only groups them).
+        ``attrs``: ``method``, ``num_components`` (hybrid: stage-2 components kept).
+        """
+        # the workflow layer's converter, imported at call time (coupling never imports infer
+        # at import time)
+        from ..infer._arviz import to_inference_data
+
+        n_draws = self.A.shape[0]
+        if not isinstance(num_chains, int) or num_chains < 1 or n_draws % num_chains:
+            raise ValueError(
+                f"argument 'num_chains' must be an int >= 1 dividing the {n_draws} draws, got "
+                f"{num_chains!r}."
+            )
         names = list(self.node_names)
-        return az.from_dict(
-            posterior={"A": self.A[None]},
+        n = len(names)
+        return to_inference_data(
+            {"A": np.asarray(self.A).reshape(num_chains, n_draws // num_chains, n, n)},
             coords={"target": names, "source": names},
             dims={"A": ["target", "source"]},
-            attrs={"method": self.method},
+            attrs={
+                "inference_library": "bayesflow_nets.coupling",
+                "method": self.method,
+                "num_components": None if self.delays is None else int(len(self.delays)),
+            },
         )
 
 
@@ -109,8 +129,11 @@ class HybridVI(eqx.Module):
     ``None``, ``fit`` trains one for ``train_steps`` steps on simulations of the data's length.
     ``fit`` draws ``n_hp_draws`` measurement parameters, fits ``q(A | HP^(k), Y)`` for each
     (vmapped) and returns the equal-weight mixture ``q(A | Y)`` as draws (MATH.md §4 step 3).
-    ``weighting="evidence"`` (our extension) instead weights component k by
-    ``p(HP^(k)) exp(ELBO_k) / q_φ(HP^(k) | Y)``, correcting an under-trained stage 1.
+    ``weighting="evidence"`` (our extension) instead weights component k by the self-normalised
+    importance weight ``p(HP^(k)) p̂(Y | HP^(k)) / q_φ(HP^(k) | Y)``, with ``p̂`` the
+    ``n_evidence``-sample importance estimate of the conditional evidence from the fitted
+    ``q(A | HP^(k), Y)`` (``conditional_log_evidence``), so the mixture targets the exact
+    marginal ``p(A | Y)`` whatever the quality of stage 1 (the proposal).
     """
 
     model: CouplingModel
@@ -123,6 +146,7 @@ class HybridVI(eqx.Module):
     train_steps: int = 1000
     likelihood: str = "kalman"
     weighting: str = "uniform"
+    n_evidence: int = 64
     progress: bool = False
 
     def __check_init__(self):
@@ -142,7 +166,14 @@ class HybridVI(eqx.Module):
             raise ValueError(
                 f"argument 'weighting' must be 'uniform' or 'evidence', got {self.weighting!r}."
             )
-        for name in ("n_hp_draws", "vi_steps", "n_mc", "draws_per_component", "train_steps"):
+        for name in (
+            "n_hp_draws",
+            "vi_steps",
+            "n_mc",
+            "draws_per_component",
+            "train_steps",
+            "n_evidence",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"argument {name!r} must be an int >= 1, got {v!r}.")
@@ -152,7 +183,7 @@ class HybridVI(eqx.Module):
         arr = check_data(Y, TR, self.model)
         names = _names(self.model.n_nodes, node_names)
         Yj = jnp.asarray(arr - arr.mean(axis=0))
-        k_train, k_hp, k_vi, k_draw = jax.random.split(key, 4)
+        k_train, k_hp, k_vi, k_draw, k_ev = jax.random.split(key, 5)
         post = self.posterior
         if post is None:
             post, _ = train_measurement_posterior(
@@ -173,37 +204,46 @@ class HybridVI(eqx.Module):
             progress=self.progress,
         )
         n = self.model.n_nodes
-        eps = jax.random.normal(
-            k_draw, (self.n_hp_draws, self.draws_per_component, n * n), res.mean.dtype
-        )
-        z = res.mean[:, None, :] + jnp.einsum("ksd,ked->kse", eps, res.scale_tril)
         ok = np.asarray(res.finite)
-        z = np.asarray(z)
+        n_comp = self.n_hp_draws
         if self.weighting == "evidence":
-            # self-normalised importance weights p(HP) exp(ELBO_k) / q_φ(HP | Y) (our extension)
-            elbo = -np.asarray(res.losses)[:, -20:].mean(axis=1)
+            # self-normalised importance weights p(HP) p̂(Y | HP) / q_φ(HP | Y) (our extension)
+            log_ev = conditional_log_evidence(
+                k_ev,
+                self.model,
+                Yj,
+                delays,
+                hrf_scale,
+                noise,
+                res,
+                n_samples=self.n_evidence,
+                likelihood=self.likelihood,
+            )
             h = hp_to_unconstrained(self.model, delays, hrf_scale, noise)
-            log_prior = np.asarray(
-                jax.vmap(lambda hh: _log_prior_hp_unconstrained(self.model, hh))(h)
-            )
-            log_q = np.asarray(
-                eqx.filter_jit(jax.vmap(post.log_prob, in_axes=(None, 0, 0, 0)))(
-                    Yj, delays, hrf_scale, noise
-                )
-            )
-            logw = np.where(ok, elbo + log_prior - log_q, -np.inf)
-            w = np.exp((logw - logw.max()).astype(np.float64))
-            w /= w.sum()
-            seed = int(jax.random.randint(k_draw, (), 0, 2**31 - 1))
-            counts = np.random.default_rng(seed).multinomial(z.shape[1], w)
-            draws = np.concatenate([z[k, : int(c)] for k, c in enumerate(counts) if c > 0])
-            draws = draws.reshape(-1, n, n)
+            log_prior = jax.vmap(lambda hh: _log_prior_hp_unconstrained(self.model, hh))(h)
+            log_q = jax.vmap(post.log_prob, in_axes=(None, 0, 0, 0))(Yj, delays, hrf_scale, noise)
+            logw = np.asarray(log_ev + log_prior - log_q, np.float64)
+            logw = np.where(ok & np.isfinite(logw), logw, -np.inf)
         else:
-            draws = z[ok].reshape(-1, n, n)
+            logw = np.where(ok, 0.0, -np.inf)
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        k_idx, k_eps = jax.random.split(k_draw)
+        if self.weighting == "uniform":
+            comp = np.repeat(np.nonzero(ok)[0], self.draws_per_component)
+        else:
+            seed = int(jax.random.randint(k_idx, (), 0, 2**31 - 1))
+            comp = np.sort(
+                np.random.default_rng(seed).choice(n_comp, n_comp * self.draws_per_component, p=w)
+            )
+        eps = np.asarray(jax.random.normal(k_eps, (comp.size, n * n), res.mean.dtype))
+        mean, tril = np.asarray(res.mean), np.asarray(res.scale_tril)
+        draws = (mean[comp] + np.einsum("sde,se->sd", tril[comp], eps)).reshape(-1, n, n)
         return CouplingPosterior(
             draws,
             "hybrid",
             names,
             np.asarray(delays)[ok],
             np.asarray(res.mean).reshape(-1, n, n)[ok],
+            w[ok],
         )

@@ -104,6 +104,22 @@ def kalman_log_likelihood_params(
     )
 
 
+def _spectral_density(model, A, kernel, noise_scale, omega, cdtype):
+    """``S(ω) = D (I − F e^{−iω})⁻¹ q² (·)^H D^H + diag(σ²)`` at each ``omega``, ``(M, N, N)``."""
+    n = A.shape[0]
+    F = (jnp.eye(n, dtype=A.dtype) + model.tr * A).astype(cdtype)
+    z = jnp.exp(-1j * omega.astype(cdtype))
+    lags = jnp.arange(kernel.shape[0]).astype(omega.dtype)
+    khat = jnp.exp(-1j * omega[:, None].astype(cdtype) * lags[None, :]) @ kernel.astype(cdtype)
+    eye = jnp.eye(n, dtype=cdtype)
+
+    def one(zk, kh):
+        G = kh[:, None] * jnp.linalg.solve(eye - F * zk, eye)  # D (I − F z)^{-1}
+        return model.state_noise**2 * G @ jnp.conj(G.T) + jnp.diag((noise_scale**2).astype(cdtype))
+
+    return jax.vmap(one)(z, khat)
+
+
 @eqx.filter_jit
 def whittle_log_likelihood(
     model: CouplingModel,
@@ -112,38 +128,41 @@ def whittle_log_likelihood(
     noise_scale: Float[Array, " N"],
     Y: Float[Array, "T N"],
 ) -> Float[Array, ""]:
-    """Whittle (frequency-domain) approximation of ``log p(Y | A, HP)`` for mean-removed data.
+    """Debiased Whittle approximation of ``log p(ΔY | A, HP)`` for the differenced data.
 
-    Treats ``Y`` as stationary: the unitary DFT coefficients ``d_k`` (``0 < k < T/2``) are
-    independent complex Gaussians with covariance ``S(ω_k) = D (I − F e^{−iω})⁻¹ q² (·)^H D^H +
-    diag(σ²)``, ``D = diag(k̂_r(ω))``; the Nyquist term (even ``T``) is real. Asymptotically
-    equivalent to the exact Kalman likelihood (tested against it) but parallel over frequencies,
-    ``O(T·N³)`` with no sequential scan. The ``k = 0`` (mean) term is dropped. Our choice, for speed.
+    The unitary DFT coefficients ``d_k`` (``0 < k < T'/2``) of ``ΔY`` (``T' = T − 1``) are treated
+    as independent complex Gaussians with covariance equal to the *expected* periodogram
+    ``S̄(ω_k) = Σ_{|τ|<T'} (1 − |τ|/T') C(τ) e^{−iω_kτ}`` (Sykulski et al. 2019), where ``C`` is
+    the autocovariance of ``ΔY``, obtained by an inverse FFT of its spectral density
+    ``|1 − e^{−iω}|² (D (I − F e^{−iω})⁻¹ q² (·)^H D^H + diag(σ²))``. Differencing
+    (pre-whitening) and debiasing remove the spectral leakage that made the plain Whittle
+    likelihood badly wrong for smooth, low-noise series (HRF-filtered data, σ ≪ signal): there
+    it could favour the wrong coupling direction by ~10 nats against the exact Kalman
+    likelihood. Parallel over frequencies, ``O(T·N³)``, no sequential scan; the information in
+    ``y_0`` is dropped. Our choice, for speed; tested against ``kalman_log_likelihood``.
     """
-    T, n = Y.shape
     dtype = Y.dtype
     cdtype = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
-    F = (jnp.eye(n, dtype=dtype) + model.tr * A.astype(dtype)).astype(cdtype)
-    d = jnp.fft.rfft(Y, axis=0, norm="ortho")[1:]  # (K, N), k = 1..T//2
-    k = jnp.arange(1, T // 2 + 1)
-    omega = (2 * jnp.pi * k / T).astype(dtype)
-    z = jnp.exp(-1j * omega.astype(cdtype))
-    lags = jnp.arange(kernel.shape[0]).astype(dtype)
-    khat = jnp.exp(-1j * omega[:, None].astype(cdtype) * lags[None, :]) @ kernel.astype(
-        cdtype
-    )  # (K, N)
-    eye = jnp.eye(n, dtype=cdtype)
+    dY = jnp.diff(Y, axis=0)
+    T, n = dY.shape
+    M = 1 << (2 * T - 1).bit_length()  # grid for C(τ), |τ| < T, without wrap-around
+    omega = (2 * jnp.pi * jnp.arange(M) / M).astype(dtype)
+    diff_gain = jnp.abs(1 - jnp.exp(-1j * omega.astype(cdtype))) ** 2
+    S = _spectral_density(model, A.astype(dtype), kernel.astype(dtype), noise_scale, omega, cdtype)
+    C = jnp.fft.ifft(S * diff_gain[:, None, None], axis=0)  # C[τ] = E[Δy_{t+τ} Δy_tᵀ]
+    tau = (jnp.arange(T) / T).astype(dtype)[:, None, None]
+    C_neg = jnp.concatenate([C[:1], C[M - T + 1 :]], axis=0)  # C(τ − T), τ = 1..T−1
+    S_bar = jnp.fft.fft((1 - tau) * C[:T] + tau * C_neg, axis=0)[1 : T // 2 + 1]
+    d = jnp.fft.rfft(dY, axis=0, norm="ortho")[1:]  # (K, N), k = 1..T//2
 
-    def one(zk, kh, dk):
-        G = kh[:, None] * jnp.linalg.solve(eye - F * zk, eye)  # D (I − F z)^{-1}
-        S = model.state_noise**2 * G @ jnp.conj(G.T) + jnp.diag((noise_scale**2).astype(cdtype))
-        S = 0.5 * (S + jnp.conj(S.T))
-        chol = jnp.linalg.cholesky(S)
+    def one(Sk, dk):
+        Sk = 0.5 * (Sk + jnp.conj(Sk.T))
+        chol = jnp.linalg.cholesky(Sk)
         alpha = jsl.solve_triangular(chol, dk, lower=True)
         logdet = 2 * jnp.sum(jnp.log(jnp.real(jnp.diagonal(chol))))
         return logdet, jnp.sum(jnp.abs(alpha) ** 2)
 
-    logdet, quad = jax.vmap(one)(z, khat, d)
+    logdet, quad = jax.vmap(one)(S_bar, d)
     log2pi = jnp.log(2 * jnp.pi).astype(dtype)
     complex_terms = -(n * log2pi + logdet + quad)
     if T % 2 == 0:  # Nyquist coefficient is real: −½(N log 2π + log det S + dᵀS⁻¹d)

@@ -1,9 +1,11 @@
 """Stage 1 (forward KL): amortised posterior ``q_φ(HP | Y)`` over delays, HRF dilations and noise
 scales (MATH.md §4 step 1).
 
-``q_φ(HP | Y) = Π_r q_φ(h_r | c_r(Y))`` with ``h_r = (logit(d_r/d_max), log s_r, log σ_r)`` and a
-conditional flow shared by all nodes. The context ``c_r`` comes from a permutation-equivariant
-summary network (DeepSets): per-node features of ``y_r`` (log scales, autocorrelations), a
+``q_φ(HP | Y) = Π_r q_φ(h_r | c_r(Y), h_<r)`` with ``h_r = (logit(d_r/d_max), log s_r, log σ_r)``
+and a conditional flow shared by all nodes, chained over the nodes in a data-defined order so
+relative delays can be expressed (see ``MeasurementPosterior``). The context ``c_r`` comes from
+a permutation-equivariant summary network (DeepSets): per-node features of ``y_r`` (log scales,
+autocorrelations), a
 mean-pooled embedding of the cross-correlations of ``y_r`` with every other node, and the mean of
 all nodes' embeddings. Permuting the nodes of ``Y`` permutes the contexts, so one trained posterior
 serves any node ordering. Trained by maximising ``E log q_φ(HP | Y)`` on simulations from the prior
@@ -92,7 +94,8 @@ class SummaryNet(eqx.Module):
         self.out_net = eqx.nn.MLP(3 * width, out_dim, width, 2, activation=jax.nn.gelu, key=k3)
         self.out_dim = out_dim
 
-    def __call__(self, model: CouplingModel, Y: Array) -> Array:
+    def embed(self, model: CouplingModel, Y: Array) -> tuple[Array, Array, Array]:
+        """Contexts ``(N, out_dim)``, pair embeddings ``(N, N, width)`` and log scales ``(N,)``."""
         own, xcorr = node_features(model, Y)
         n = own.shape[0]
         e_own = jax.vmap(self.own_net)(own)  # (N, W)
@@ -106,13 +109,27 @@ class SummaryNet(eqx.Module):
         off = (1.0 - jnp.eye(n, dtype=e_pair.dtype))[:, :, None]
         pooled = jnp.sum(e_pair * off, axis=1) / max(n - 1, 1)
         glob = jnp.broadcast_to(jnp.mean(e_own, axis=0), e_own.shape)
-        return jax.vmap(self.out_net)(jnp.concatenate([e_own, pooled, glob], axis=-1))
+        ctx = jax.vmap(self.out_net)(jnp.concatenate([e_own, pooled, glob], axis=-1))
+        return ctx, e_pair, own[:, 0]
+
+    def __call__(self, model: CouplingModel, Y: Array) -> Array:
+        return self.embed(model, Y)[0]
 
 
 class MeasurementPosterior(eqx.Module):
-    """``q_φ(HP | Y)``: summary network + per-node conditional flow over standardised ``h_r``."""
+    """``q_φ(HP | Y)``: summary network + node-autoregressive conditional flow over standardised ``h_r``.
+
+    Absolute delays are not identified (shifting every node's delay leaves a stationary series'
+    distribution unchanged); relative delays are. A product of per-node marginals cannot
+    express "``d_0 − d_1 ≈ 3.5``", so the nodes are chained in a data-defined order (ascending
+    log standard deviation of ``y_r``, which permutes with the nodes): node ``r`` is conditioned
+    on its context, a flag, and the mean over the earlier nodes ``s`` of ``g(h_s, e_rs, e_sr)``
+    (``e`` the summary's pair embeddings). ``log q = Σ_r log q(h_r | c_r, h_<r)`` is exact and
+    the model stays permutation-equivariant.
+    """
 
     summary: SummaryNet
+    cond_net: eqx.nn.MLP
     flow: eqx.Module
     model: CouplingModel = eqx.field(static=True)
 
@@ -125,17 +142,21 @@ class MeasurementPosterior(eqx.Module):
         context_dim: int = 32,
         flow_layers: int = 4,
         nn_width: int = 64,
+        chain_dim: int = 16,
     ):
         if not isinstance(model, CouplingModel):
             raise TypeError(
                 f"argument 'model' must be a CouplingModel, got {type(model).__name__}."
             )
-        k1, k2 = jax.random.split(key)
+        k1, k2, k3 = jax.random.split(key, 3)
         self.summary = SummaryNet(k1, model, width=summary_width, out_dim=context_dim)
+        self.cond_net = eqx.nn.MLP(
+            3 + 2 * summary_width, chain_dim, summary_width, 2, activation=jax.nn.gelu, key=k3
+        )
         self.flow = coupling_flow(
             k2,
             base_dist=StandardNormal((3,)),
-            cond_dim=context_dim,
+            cond_dim=context_dim + chain_dim + 1,
             flow_layers=flow_layers,
             nn_width=nn_width,
         )
@@ -147,6 +168,28 @@ class MeasurementPosterior(eqx.Module):
         scale = jnp.asarray([1.8, m.hrf_scale_sd, m.noise_sd], dtype)
         return loc, scale
 
+    def _contexts(self, ctx, e_pair, before, z):
+        """Flow conditions ``(N, C')`` given standardised ``z (N, 3)`` of the earlier nodes."""
+        pair_in = jnp.concatenate(
+            [
+                jnp.broadcast_to(z[None, :, :], e_pair.shape[:2] + (3,)),
+                e_pair,
+                jnp.swapaxes(e_pair, 0, 1),
+            ],
+            axis=-1,
+        )  # [r, s] = (z_s, e_rs, e_sr)
+        g = jax.vmap(jax.vmap(self.cond_net))(pair_in)  # (N, N, P)
+        w = before.astype(g.dtype)
+        cnt = jnp.sum(w, axis=1, keepdims=True)
+        pooled = jnp.sum(w[:, :, None] * g, axis=1) / jnp.maximum(cnt, 1.0)
+        return jnp.concatenate([ctx, pooled, (cnt > 0).astype(g.dtype)], axis=-1)
+
+    def _chain(self, Y):
+        ctx, e_pair, score = self.summary.embed(self.model, Y)
+        rank = jnp.argsort(jnp.argsort(score))
+        before = rank[None, :] < rank[:, None]  # before[r, s]: s precedes r
+        return ctx, e_pair, rank, before
+
     def log_prob(
         self,
         Y: Float[Array, "T N"],
@@ -155,20 +198,30 @@ class MeasurementPosterior(eqx.Module):
         noise: Float[Array, " N"],
     ) -> Float[Array, ""]:
         """``log q_φ(h | Y)`` in the unconstrained coordinates ``h = hp_to_unconstrained(HP)``."""
-        ctx = self.summary(self.model, Y)
+        ctx, e_pair, _, before = self._chain(Y)
         h = hp_to_unconstrained(self.model, delays, hrf_scale, noise)
         loc, scale = self._standardisation(h.dtype)
         z = (h - loc) / scale
-        return jnp.sum(self.flow.log_prob(z, ctx)) - h.shape[0] * jnp.sum(jnp.log(scale))
+        cond = self._contexts(ctx, e_pair, before, z)
+        return jnp.sum(self.flow.log_prob(z, cond)) - h.shape[0] * jnp.sum(jnp.log(scale))
 
     def sample(
         self, key: PRNGKeyArray, Y: Float[Array, "T N"], n: int
     ) -> tuple[Float[Array, "K N"], Float[Array, "K N"], Float[Array, "K N"]]:
-        """``n`` draws of ``(delays, hrf_scale, noise_scale)``, each ``(n, N)``."""
-        ctx = self.summary(self.model, Y)
-        z = self.flow.sample(key, (n,), ctx)  # (n, N, 3)
-        loc, scale = self._standardisation(z.dtype)
-        z = jnp.clip(z, -6.0, 6.0)
+        """``n`` draws of ``(delays, hrf_scale, noise_scale)``, each ``(n, N)``, node by node."""
+        ctx, e_pair, rank, before = self._chain(Y)
+        n_nodes = ctx.shape[0]
+        loc, scale = self._standardisation(ctx.dtype)
+
+        def one(k):
+            def body(j, z):
+                cond = self._contexts(ctx, e_pair, before, z)
+                new = self.flow.sample(jax.random.fold_in(k, j), (), cond)  # (N, 3)
+                return jnp.where((rank == j)[:, None], jnp.clip(new, -6.0, 6.0), z)
+
+            return jax.lax.fori_loop(0, n_nodes, body, jnp.zeros((n_nodes, 3), ctx.dtype))
+
+        z = jax.vmap(one)(jax.random.split(key, n))  # (n, N, 3)
         return hp_from_unconstrained(self.model, loc + scale * z)
 
 

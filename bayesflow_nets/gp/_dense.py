@@ -61,15 +61,20 @@ class ContrastFactor(NamedTuple):
 
 
 def contrast_factor(K: Float[Array, "n n"]) -> ContrastFactor:
-    """Factorise ``M = QᵀKQ`` (``HKH`` without its first row and column) by Cholesky."""
+    """Factorise ``M = QᵀKQ`` (``HKH`` without its first row and column) by Cholesky.
+
+    For ``i, j ≥ 1`` the reflector has ``v_i = 1/√n``, so ``M = K₁₁ − βc(w₁1ᵀ + 1w₁ᵀ) +
+    β²c²(v·w)`` with ``w = Kv``: one matrix-vector product and one fused elementwise pass; the
+    Cholesky reads the lower triangle only (``M`` is symmetric up to round-off).
+    """
     n = K.shape[0]
     v, beta = _householder(n, K.dtype)
     w = K @ v
-    vw = jnp.dot(v, w)
-    HKH = K - beta * jnp.outer(v, w) - beta * jnp.outer(w, v) + beta**2 * vw * jnp.outer(v, v)
-    M = HKH[1:, 1:]
-    M = 0.5 * (M + M.T)
-    return ContrastFactor(jnp.linalg.cholesky(M), K, jnp.mean(K, axis=1))
+    c = v[1]
+    w1 = beta * c * w[1:]
+    M = K[1:, 1:] - w1[:, None] - w1[None, :] + (beta * c) ** 2 * jnp.dot(v, w)
+    chol = jax.lax.linalg.cholesky(M, symmetrize_input=False)
+    return ContrastFactor(chol, K, jnp.mean(K, axis=1))
 
 
 def _chol_solve_lower(L: Array, b: Array) -> Array:

@@ -4,7 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import bayesflow_nets.bijectors as bj
 
@@ -55,6 +55,7 @@ def test_spline_random_parameters(widths, heights, derivs, x):
     spline=st.booleans(),
     order=st.permutations(range(4)),
 )
+@example(seed=20, scale=0.5, x=[-2.0, 2.0, -2.0, 0.0], spline=True, order=[0, 1, 2, 3])
 def test_autoregressive_random_parameters(seed, scale, x, spline, order):
     key = jax.random.key(seed)
     transformer = bj.RationalQuadraticSpline(4, 3.0) if spline else bj.Affine()
@@ -71,9 +72,14 @@ def test_autoregressive_random_parameters(seed, scale, x, spline, order):
     )
     x = jnp.array(x)
     y, ld, xr, ild, logabs = _check(b, x)
-    np.testing.assert_allclose(xr, x, atol=1e-3, rtol=1e-3)
+    jac = np.asarray(jax.jacobian(b.transform)(x))
+    # Random weights can make a spline nearly flat (dy/dx ~ 1e-4), where float32 round trips
+    # in x lose accuracy by design; the round trip is always checked where it is well posed,
+    # in y, and in x only when every diagonal derivative is away from zero.
+    np.testing.assert_allclose(b.transform(xr), y, atol=1e-3, rtol=1e-3)
+    if np.min(np.abs(np.diag(jac))) > 1e-2:
+        np.testing.assert_allclose(xr, x, atol=1e-3, rtol=1e-3)
     np.testing.assert_allclose(ld, logabs, atol=1e-3, rtol=1e-3)
     # Autoregressive structure: in the layer's order the Jacobian is lower triangular.
-    jac = np.asarray(jax.jacobian(b.transform)(x))
     pos = np.argsort(order)  # pos[k] = the input at position k of the order
     np.testing.assert_array_equal(np.triu(jac[np.ix_(pos, pos)], 1), 0.0)

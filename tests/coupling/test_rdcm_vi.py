@@ -14,7 +14,9 @@ from bayesflow_nets.coupling import (
     input_drive,
     rdcm,
     rdcm_posterior,
+    reverse_kl_vi,
     simulate,
+    train_measurement_posterior,
 )
 
 A_TRUE = np.array([[-0.5, 0.0, 0.3], [0.4, -0.5, 0.0], [0.0, -0.3, -0.5]])
@@ -120,3 +122,12 @@ def test_bad_inputs_raise_before_training():
         CouplingModel(n_nodes=2, tr=-1.0)
     with pytest.raises(ValueError, match="'n_hp_draws' must be an int >= 1"):
         HybridVI(model, n_hp_draws=0)
+    # the baselines and stage 1 validate too, before any work
+    with pytest.raises(ValueError, match="contains NaN at time points \\[5\\]"):
+        rdcm(Ynan, 1.0)
+    with pytest.raises(ValueError, match="has 3 nodes .* n_nodes=2"):
+        reverse_kl_vi(key, model, np.ones((200, 3)), 1.0)
+    with pytest.raises(ValueError, match="'TR' must be finite and > 0"):
+        reverse_kl_vi(key, model, Y, -2.0)
+    with pytest.raises(ValueError, match="too short for the delay/HRF range"):
+        train_measurement_posterior(key, model, 40, steps=1, progress=False)

@@ -365,7 +365,7 @@ def test_duplicate_inputs_warn_but_work(x64):
 def test_float32_ill_conditioned_warns_or_errors():
     x = jnp.linspace(0.0, 100.0, 50, dtype=jnp.float32)
     y = jnp.sin(x / 5.0)
-    gp = ImproperGP(SmoothWalk(10.0, 1.0), x, 1e-3)  # condition number ≈ 1e5: warn
+    gp = ImproperGP(SmoothWalk(10.0, 1.0), x, 1e-3)  # diag estimate ≈ 1e5 (true cond ≈ 1e7): warn
     with pytest.warns(UserWarning, match="float32 with an ill-conditioned system.*enable_x64"):
         gp.log_marginal_likelihood(y)
     x = jnp.linspace(0.0, 100.0, 100, dtype=jnp.float32)
