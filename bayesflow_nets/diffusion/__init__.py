@@ -83,6 +83,7 @@ from ._spectra import (
     spectral_gap as spectral_gap,
     spectral_phases as spectral_phases,
     stanczuk_intrinsic_dimension as stanczuk_intrinsic_dimension,
+    symmetric_eigvalsh as symmetric_eigvalsh,
     two_variance_gap as two_variance_gap,
     two_variance_t_max as two_variance_t_max,
 )

@@ -152,3 +152,28 @@ def test_marchenko_pastur_edges():
     eig = np.linalg.eigvalsh(np.asarray(f.T @ f))
     lo, hi = D.marchenko_pastur_edges(1.0, m / d)
     np.testing.assert_allclose([eig.min(), eig.max()], [lo, hi], atol=0.06)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_symmetric_eigvalsh_solvers_agree_under_jit_and_vmap(dtype, request):
+    if dtype == jnp.float64:
+        request.getfixturevalue("x64")
+    a = jax.random.normal(jax.random.key(0), (3, 20, 20), dtype)
+    sym = 0.5 * (a + jnp.swapaxes(a, -1, -2))
+    ref = np.linalg.eigvalsh(np.asarray(sym, np.float64))
+    tol = 1e-4 if dtype == jnp.float32 else 1e-11
+    for solver in ("auto", "jax", "lapack"):
+        f = jax.jit(jax.vmap(lambda s, solver=solver: D.symmetric_eigvalsh(s, solver=solver)))
+        out = f(sym)
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out, ref, atol=tol, rtol=tol)
+    with pytest.raises(ValueError, match="'solver' must be 'auto', 'jax' or 'lapack'"):
+        D.symmetric_eigvalsh(sym[0], solver="numpy")
+
+
+def test_spectrum_lapack_matches_jax_solver():
+    net = D.ScoreMLP(jax.random.key(0), 16, width=32, depth=2)
+    x = jax.random.normal(jax.random.key(1), (16,))
+    a = D.score_jacobian_spectrum(net, x, 0.1, solver="lapack")
+    b = D.score_jacobian_spectrum(net, x, 0.1, solver="jax")
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
