@@ -3,14 +3,15 @@
 All functions are pure and jit-friendly. ``K = k(X, X) + diag(noise)`` is indefinite for an improper
 kernel and is never Cholesky-factorised; the contrast form factorises ``M = QᵀKQ ≻ 0`` where ``Q``
 is an orthonormal basis of ``1^⊥`` (the trailing columns of the Householder reflector that maps
-``1/√n`` to ``−e₁``), applied in O(n²) without forming ``Q``.
+``1/√n`` to ``−e₁``), applied in O(n²) without forming ``Q`` — or, in float64, the pinned basis of
+contrasts ``y_i − y_0`` (same REML up to ``½ log n``, see ``ContrastFactor``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -52,29 +53,61 @@ def contrast_lift(z: Float[Array, " m *k"]) -> Float[Array, " m+1 *k"]:
     return full - beta * jnp.outer(v, jnp.tensordot(v, full, axes=1)).reshape(full.shape)
 
 
-class ContrastFactor(NamedTuple):
-    """Cholesky factor ``L`` of ``M = QᵀKQ`` and the data the posterior formulas reuse."""
+class ContrastFactor(eqx.Module):
+    """Cholesky factor ``L`` of the contrast covariance and the data the posterior formulas reuse.
+
+    ``pinned=False``: ``M = QᵀKQ`` in the orthonormal Householder basis ``Q``. ``pinned=True``:
+    ``M = CKCᵀ`` in the pinned basis ``C = [−1 | I]`` (contrasts ``y_i − y_0``), an exact
+    change of basis (``C = RQᵀ`` with ``det(RRᵀ) = n``) whose matrix
+    ``M_ij = K_ij − K_i0 − K_0j + K_00`` is elementwise in ``K`` (fused with the Gram matrix: no
+    matrix-vector pass), but worse conditioned: used in float64 only.
+    """
 
     chol: Float[Array, "m m"]
     K: Float[Array, "n n"]
     rowmean: Float[Array, " n"]
+    pinned: bool = eqx.field(static=True, default=False)
+
+    def project(self, y: Float[Array, " n *k"]) -> Float[Array, " n-1 *k"]:
+        """Contrast coordinates of ``y`` in this factor's basis (``Qᵀy`` or ``Cy``)."""
+        return y[1:] - y[:1] if self.pinned else contrast_project(y)
+
+    def lift(self, z: Float[Array, " m *k"]) -> Float[Array, " m+1 *k"]:
+        """The transpose map (``Qz`` or ``Cᵀz``), so that ``lift(M⁻¹ project(y)) = QM⁻¹Qᵀy``."""
+        if self.pinned:
+            return jnp.concatenate([-jnp.sum(z, axis=0, keepdims=True), z], axis=0)
+        return contrast_lift(z)
+
+    @property
+    def log_det_correction(self) -> float:
+        """``log N`` in this basis minus the REML ``log N(Qᵀy; 0, QᵀKQ)``: ``−½ log n`` if pinned."""
+        return -0.5 * math.log(self.K.shape[0]) if self.pinned else 0.0
 
 
-def contrast_factor(K: Float[Array, "n n"]) -> ContrastFactor:
-    """Factorise ``M = QᵀKQ`` (``HKH`` without its first row and column) by Cholesky.
+def contrast_factor(K: Float[Array, "n n"], *, basis: str = "auto") -> ContrastFactor:
+    """Factorise the contrast covariance of ``K`` by Cholesky (reads the lower triangle only).
 
-    For ``i, j ≥ 1`` the reflector has ``v_i = 1/√n``, so ``M = K₁₁ − βc(w₁1ᵀ + 1w₁ᵀ) +
-    β²c²(v·w)`` with ``w = Kv``: one matrix-vector product and one fused elementwise pass; the
-    Cholesky reads the lower triangle only (``M`` is symmetric up to round-off).
+    ``basis="householder"``: ``M = QᵀKQ = K₁₁ − βc(w₁1ᵀ + 1w₁ᵀ) + β²c²(v·w)`` with ``w = Kv``,
+    ``c = 1/√n`` (one matrix-vector product and one elementwise pass); ``"pinned"``: ``CKCᵀ``
+    (elementwise); ``"auto"``: pinned in float64, Householder otherwise (better conditioned).
     """
+    if basis not in ("auto", "householder", "pinned"):
+        raise ValueError(f"basis must be 'auto', 'householder' or 'pinned', got {basis!r}.")
+    pinned = basis == "pinned" or (basis == "auto" and K.dtype == jnp.float64)
     n = K.shape[0]
-    v, beta = _householder(n, K.dtype)
-    w = K @ v
-    c = v[1]
-    w1 = beta * c * w[1:]
-    M = K[1:, 1:] - w1[:, None] - w1[None, :] + (beta * c) ** 2 * jnp.dot(v, w)
+    if pinned:
+        M = K[1:, 1:] - K[1:, :1] - K[:1, 1:] + K[0, 0]
+        rowmean = jnp.mean(K, axis=1)
+    else:
+        v, beta = _householder(n, K.dtype)
+        # one pass over K for both K v and the row means
+        Kv = K @ jnp.stack([v, jnp.full((n,), 1.0 / n, K.dtype)], axis=1)
+        w, rowmean = Kv[:, 0], Kv[:, 1]
+        c = v[1]
+        w1 = beta * c * w[1:]
+        M = K[1:, 1:] - w1[:, None] - w1[None, :] + (beta * c) ** 2 * jnp.dot(v, w)
     chol = jax.lax.linalg.cholesky(M, symmetrize_input=False)
-    return ContrastFactor(chol, K, jnp.mean(K, axis=1))
+    return ContrastFactor(chol, K, rowmean, pinned)
 
 
 def _chol_solve_lower(L: Array, b: Array) -> Array:
@@ -83,21 +116,22 @@ def _chol_solve_lower(L: Array, b: Array) -> Array:
 
 def contrast_log_likelihood(factor: ContrastFactor, y: Float[Array, " n"]) -> Float[Array, ""]:
     """REML ``log N(Qᵀy; 0, QᵀKQ)``."""
-    z = _chol_solve_lower(factor.chol, contrast_project(y))
+    z = _chol_solve_lower(factor.chol, factor.project(y))
     m = z.shape[0]
     return (
         -0.5 * jnp.dot(z, z)
         - jnp.sum(jnp.log(jnp.diagonal(factor.chol)))
         - 0.5 * m * math.log(2 * math.pi)
+        - factor.log_det_correction
     )
 
 
 def contrast_weights(factor: ContrastFactor, y: Float[Array, " n"]) -> tuple[Array, Array]:
     """``α = Q M⁻¹ Qᵀ y`` and ``β̂ = mean(y − Kα)``."""
     L = factor.chol
-    z = jax.scipy.linalg.cho_solve((L, True), contrast_project(y))
-    alpha = contrast_lift(z)
-    beta_hat = jnp.mean(y - factor.K @ alpha)
+    z = jax.scipy.linalg.cho_solve((L, True), factor.project(y))
+    alpha = factor.lift(z)
+    beta_hat = jnp.mean(y) - jnp.dot(factor.rowmean, alpha)  # mean(Kα) = (K1/n)ᵀα, K symmetric
     return alpha, beta_hat
 
 
@@ -117,7 +151,7 @@ def contrast_posterior(
     alpha, beta_hat = contrast_weights(factor, y)
     mean = beta_hat + Kxs.T @ alpha
     W = Kxs - factor.rowmean[:, None]
-    V = _chol_solve_lower(factor.chol, contrast_project(W))
+    V = _chol_solve_lower(factor.chol, factor.project(W))
     colmean = jnp.mean(Kxs, axis=0)
     kbar = jnp.mean(factor.rowmean)
     if full_cov:
@@ -159,7 +193,7 @@ def bordered_posterior(
 
 def ordinary_log_likelihood(K: Float[Array, "n n"], y: Float[Array, " n"]) -> Float[Array, ""]:
     """``log N(y; 0, K)`` for a proper kernel (Cholesky)."""
-    L = jnp.linalg.cholesky(K)
+    L = jax.lax.linalg.cholesky(K, symmetrize_input=False)
     z = _chol_solve_lower(L, y)
     n = y.shape[0]
     logdet = jnp.sum(jnp.log(jnp.diagonal(L)))
@@ -174,7 +208,7 @@ def ordinary_posterior(
     full_cov: bool,
 ) -> tuple[Float[Array, " m"], Float[Array, "m m"] | Float[Array, " m"]]:
     """Zero-mean GP posterior for a proper kernel (Cholesky)."""
-    L = jnp.linalg.cholesky(K)
+    L = jax.lax.linalg.cholesky(K, symmetrize_input=False)
     alpha = jax.scipy.linalg.cho_solve((L, True), y)
     mean = Kxs.T @ alpha
     V = _chol_solve_lower(L, Kxs)

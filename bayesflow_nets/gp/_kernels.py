@@ -23,6 +23,7 @@ optimisers update); the positive values are properties.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import abstractmethod
 
@@ -340,19 +341,37 @@ def matern_walk_variogram(tau: ArrayLike, lengthscale: ArrayLike, nu: float) -> 
     ell = jnp.asarray(lengthscale)
     a = math.sqrt(2 * p + 1) / ell
     x = a * tau
-    ex = jnp.exp(-x)
+    lin, expo = _matern_walk_polys(p)
+    # γ = (P(x) + e^{−x} Q(x)) / a²: Horner, one exp (the polynomials are built once per ν)
+    return (_horner(lin, x) + jnp.exp(-x) * _horner(expo, x)) / a**2
 
-    # I_k(τ) = ∫₀^τ u^k e^{−au} du = k!/a^{k+1} (1 − e^{−x} Σ_{m≤k} x^m/m!)
-    def integral(k: int) -> Array:
-        partial = sum(x**m / math.factorial(m) for m in range(k + 1))
-        return math.factorial(k) / a ** (k + 1) * (1 - ex * partial)
 
-    coeffs = _matern_poly_coeffs(p)  # c(u) = e^{−au} Σ_k coeffs[k] (2a u)^k
-    total = 0.0
-    for k, c in enumerate(coeffs):
-        bk = c * (2 * a) ** k
-        total = total + bk * (tau * integral(k) - integral(k + 1))
-    return total
+def _horner(coeffs: tuple[float, ...], x: Array) -> Array:
+    """``Σ_m coeffs[m] x^m``."""
+    out = jnp.full_like(x, coeffs[-1])
+    for c in coeffs[-2::-1]:
+        out = out * x + c
+    return out
+
+
+@functools.cache
+def _matern_walk_polys(p: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``P, Q`` (ascending coefficients) with ``a² γ(τ) = P(x) + e^{−x} Q(x)``, ``x = aτ``.
+
+    From ``I_k(τ) = ∫₀^τ u^k e^{−au} du = k!/a^{k+1} (1 − e^{−x} S_k(x))``, ``S_k = Σ_{m≤k}
+    x^m/m!``, each term ``b_k (τ I_k − I_{k+1})`` of the variogram is ``c_k 2^k k! / a² ·
+    [x − (k+1) − e^{−x}(x S_k(x) − (k+1) S_{k+1}(x))]``.
+    """
+    P = np.zeros(2)
+    Q = np.zeros(p + 3)
+    for k, c in enumerate(_matern_poly_coeffs(p)):
+        w = c * 2**k * math.factorial(k)
+        P += w * np.array([-(k + 1), 1.0])
+        for m in range(k + 1):  # −x S_k(x)
+            Q[m + 1] -= w / math.factorial(m)
+        for m in range(k + 2):  # +(k+1) S_{k+1}(x)
+            Q[m] += w * (k + 1) / math.factorial(m)
+    return tuple(float(v) for v in P), tuple(float(v) for v in Q)
 
 
 class Brownian(AbstractKernel):

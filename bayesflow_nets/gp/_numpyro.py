@@ -32,7 +32,7 @@ class ContrastNormal(dist.Distribution):
         return self.gp._log_marginal_likelihood(jnp.asarray(value), self.method)[0]
 
     def sample(self, key, sample_shape=()):
-        factor = _dense.contrast_factor(self.gp.gram())
+        factor = _dense.contrast_factor(self.gp.gram(), basis="householder")
         n = self.gp.n
         eps = jax.random.normal(key, tuple(sample_shape) + (n - 1,), dtype=factor.chol.dtype)
         flat = eps.reshape(-1, n - 1)

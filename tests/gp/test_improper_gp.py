@@ -380,3 +380,28 @@ def test_float64_well_conditioned_does_not_warn(x64):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gp.log_marginal_likelihood(y)
+
+
+@pytest.mark.parametrize("kernel", [MaternWalk(2.5, 1.5), SmoothWalk(2.0, 1.0), Brownian()])
+def test_pinned_and_householder_bases_agree(x64, kernel):
+    """The float64 default (pinned contrasts y_i − y_0) equals the orthonormal Householder form."""
+    from bayesflow_nets.gp import _dense
+
+    x, y = data(n=80)
+    gp = ImproperGP(kernel, x, 0.1)
+    K = gp.gram()
+    Kxs = kernel(x, x_test())
+    kss = kernel.diag(x_test())
+    hh = _dense.contrast_factor(K, basis="householder")
+    pin = _dense.contrast_factor(K)
+    assert pin.pinned and not hh.pinned
+    np.testing.assert_allclose(
+        _dense.contrast_log_likelihood(pin, y), _dense.contrast_log_likelihood(hh, y), rtol=1e-10
+    )
+    for a, b in zip(
+        _dense.contrast_posterior(pin, y, Kxs, kss, False),
+        _dense.contrast_posterior(hh, y, Kxs, kss, False),
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9)
+    with pytest.raises(ValueError, match="basis must be"):
+        _dense.contrast_factor(K, basis="qr")
