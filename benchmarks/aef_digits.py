@@ -158,13 +158,19 @@ def plot(table, ds, samples, path_curve, path_samples):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, d ∈ {2, 8}, 4 epochs")
+    parser.add_argument("--epochs", type=int, default=15, help="max epochs per model")
+    parser.add_argument("--patience", type=int, default=4, help="early-stopping patience")
     args = parser.parse_args()
     if args.quick:
         ds, seeds, max_epochs = [2, 8], [0], 4
     else:
-        ds, seeds, max_epochs = [2, 4, 8, 16], [0, 1, 2], 15
+        ds, seeds, max_epochs = [2, 4, 8, 16], [0, 1, 2], args.epochs
     fit_kw = dict(
-        max_epochs=max_epochs, max_patience=4, batch_size=64, learning_rate=2e-3, progress=False
+        max_epochs=max_epochs,
+        max_patience=args.patience,
+        batch_size=64,
+        learning_rate=2e-3,
+        progress=False,
     )
     data = aef.load_digits(test_prop=0.2, seed=0)
     train, select = data.train[:-150], data.train[-150:]  # held-out images pick the IS scale
