@@ -21,6 +21,7 @@ from ._site_transforms import (
     site_map as site_map,
 )
 from ._solve import monotone_inverse as monotone_inverse
+from ._stl import StickingTheLandingELBO as StickingTheLandingELBO
 from ._structured import (
     AbstractStructuredLayer as AbstractStructuredLayer,
     GatedStructuredLayer as GatedStructuredLayer,

@@ -26,6 +26,9 @@ from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 
 from ._autoguide import AutoEMF
+from ._stl import StickingTheLandingELBO
+
+ESTIMATORS = ("elbo", "stl")
 
 KHAT_THRESHOLD = 0.7
 
@@ -97,9 +100,7 @@ class VIResult:
         )
         return dict(pred(key, *self._args, **self._kwargs))
 
-    def to_arviz(
-        self, key=None, n: int = 1000, *, num_chains: int = 1, coords=None, dims=None
-    ):
+    def to_arviz(self, key=None, n: int = 1000, *, num_chains: int = 1, coords=None, dims=None):
         """An ``arviz.InferenceData`` of ``num_chains`` × ``n`` independent guide draws.
 
         Dims and coords come from the model's plates (``bayesflow_nets.infer.to_inference_data``);
@@ -112,9 +113,7 @@ class VIResult:
         from ..infer._arviz import to_inference_data
 
         if n < 1 or num_chains < 1:
-            raise ValueError(
-                f"arguments 'n' and 'num_chains' must be >= 1, got {n}, {num_chains}."
-            )
+            raise ValueError(f"arguments 'n' and 'num_chains' must be >= 1, got {n}, {num_chains}.")
         key = jax.random.PRNGKey(0) if key is None else key
         draws, lp, lq = _draws_and_log_weights(
             self.model, self.guide, self.params, key, n * num_chains, self._args, self._kwargs
@@ -190,6 +189,7 @@ def fit_vi(
     chunk: int = 500,
     min_steps: int = 1500,
     num_eval: int = 1000,
+    estimator: str = "elbo",
     **kwargs,
 ) -> VIResult:
     """Fit ``guide`` to ``model`` by maximising the ELBO (MATH.md §1).
@@ -199,11 +199,14 @@ def fit_vi(
     schedule), ``gate_learning_rate`` (default 10 × ``learning_rate``), ``init`` ("laplace" or
     "default"), ``chunk``/``min_steps`` (convergence is declared when a chunk's mean loss
     improves on the previous chunk's by less than its standard error), ``num_eval`` (draws for
-    the final ELBO and PSIS k̂). Training stops on a non-finite loss and keeps the last finite
+    the final ELBO and PSIS k̂), ``estimator`` ("elbo": NumPyro's ``Trace_ELBO``; "stl": the
+    sticking-the-landing gradient, :class:`StickingTheLandingELBO`). Training stops on a non-finite loss and keeps the last finite
     parameters (``status="nonfinite"``).
     """
     if init not in ("laplace", "default"):
         raise ValueError(f"argument 'init' must be 'laplace' or 'default', got {init!r}.")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"argument 'estimator' must be one of {ESTIMATORS}, got {estimator!r}.")
     if num_steps < 1 or num_particles < 1:
         raise ValueError(
             f"arguments 'num_steps' and 'num_particles' must be >= 1, got {num_steps}, "
@@ -229,7 +232,8 @@ def fit_vi(
             labels,
         ),
     )
-    svi = SVI(model, guide, optax_to_numpyro(tx), Trace_ELBO(num_particles=num_particles))
+    elbo_cls = StickingTheLandingELBO if estimator == "stl" else Trace_ELBO
+    svi = SVI(model, guide, optax_to_numpyro(tx), elbo_cls(num_particles=num_particles))
     state = svi.init(k_init, *args, **kwargs)
     if init == "laplace" and isinstance(guide, AutoEMF):
         loc, cov, ok = laplace_approximation(guide)
