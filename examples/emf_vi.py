@@ -34,7 +34,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    guide = AutoEMF(eight_schools)  # gated structured layer on a full-rank affine backbone
+    guide = AutoEMF(eight_schools)  # gated structured layer on a MAF backbone
     kw = {"num_steps": 500, "chunk": 250, "min_steps": 250} if args.quick else {}
     result = fit_vi(eight_schools, guide, SIGMA, Y, rng_key=jax.random.PRNGKey(0), **kw)
     print(result)

@@ -42,6 +42,7 @@ from ._utils import softplus_inverse as softplus_inverse
 from .numpyro import (
     BijectorTransform as BijectorTransform,
     FlowDistribution as FlowDistribution,
+    TransformedFlow as TransformedFlow,
     as_numpyro_distribution as as_numpyro_distribution,
     flow_param as flow_param,
     to_numpyro as to_numpyro,

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpyro
-from numpyro.distributions import Distribution, constraints
+from numpyro.distributions import Distribution, TransformedDistribution, constraints
 from numpyro.distributions.transforms import Transform
 
 from ._base import AbstractBijector
@@ -30,6 +30,29 @@ def _batched(fn, x, event_shape):
     flat = x.reshape((-1,) + tuple(event_shape))
     out = jax.vmap(fn)(flat)
     return jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
+
+
+# Compiled once per bijector structure: NumPyro calls transforms eagerly (SVI.init, Predictive,
+# guide set-up), where op-by-op dispatch of a deep flow would compile hundreds of primitives.
+# Inside an outer jit these are ordinary nested calls.
+@eqx.filter_jit
+def _jit_forward(bijector, x, condition):
+    return _batched(lambda v: bijector.transform(v, condition), x, bijector.shape)
+
+
+@eqx.filter_jit
+def _jit_inverse(bijector, y, condition):
+    return _batched(lambda v: bijector.inverse(v, condition), y, bijector.shape)
+
+
+@eqx.filter_jit
+def _jit_forward_and_log_det(bijector, x, condition):
+    return _batched(lambda v: bijector.transform_and_log_det(v, condition), x, bijector.shape)
+
+
+@eqx.filter_jit
+def _jit_inverse_and_log_det(bijector, y, condition):
+    return _batched(lambda v: bijector.inverse_and_log_det(v, condition), y, bijector.shape)
 
 
 class BijectorTransform(Transform):
@@ -60,27 +83,18 @@ class BijectorTransform(Transform):
         return _real_constraint(len(self.bijector.shape))
 
     def __call__(self, x):
-        return _batched(
-            lambda v: self.bijector.transform(v, self.condition), x, self.bijector.shape
-        )
+        return _jit_forward(self.bijector, x, self.condition)
 
     def _inverse(self, y):
-        return _batched(lambda v: self.bijector.inverse(v, self.condition), y, self.bijector.shape)
+        return _jit_inverse(self.bijector, y, self.condition)
 
     def call_with_intermediates(self, x):
-        y, ld = _batched(
-            lambda v: self.bijector.transform_and_log_det(v, self.condition), x, self.bijector.shape
-        )
-        return y, ld
+        return _jit_forward_and_log_det(self.bijector, x, self.condition)
 
     def log_abs_det_jacobian(self, x, y, intermediates=None):
         if intermediates is not None:
             return intermediates
-        return _batched(
-            lambda v: self.bijector.transform_and_log_det(v, self.condition)[1],
-            x,
-            self.bijector.shape,
-        )
+        return _jit_forward_and_log_det(self.bijector, x, self.condition)[1]
 
     def forward_shape(self, shape):
         return shape
@@ -101,6 +115,27 @@ class BijectorTransform(Transform):
 def to_numpyro(bijector: AbstractBijector, condition=None) -> BijectorTransform:
     """Wrap a bijector as a NumPyro ``Transform`` (usable in ``TransformedDistribution``)."""
     return BijectorTransform(bijector, condition)
+
+
+class TransformedFlow(TransformedDistribution):
+    """``TransformedDistribution(base, BijectorTransform(bijector))`` whose ``log_prob`` without
+    intermediates is one inverse pass (``inverse_and_log_det``) instead of NumPyro's inverse
+    followed by a forward pass for the log-determinant; with intermediates (values it sampled
+    itself) it reuses the forward log-determinant as NumPyro does."""
+
+    def __init__(self, base_distribution, transform, *, validate_args=None):
+        if not isinstance(transform, BijectorTransform):
+            raise TypeError(
+                f"argument 'transform' must be a BijectorTransform, got {type(transform)}."
+            )
+        super().__init__(base_distribution, transform, validate_args=validate_args)
+
+    def log_prob(self, value, intermediates=None):
+        if intermediates is not None or len(self.transforms) != 1:
+            return super().log_prob(value, intermediates)
+        t = self.transforms[0]
+        x, ld = _jit_inverse_and_log_det(t.bijector, value, t.condition)
+        return self.base_dist.log_prob(x) + ld
 
 
 class FlowDistribution(Distribution):
@@ -172,6 +207,7 @@ def flow_param(name: str, module: eqx.Module) -> eqx.Module:
 __all__ = [
     "BijectorTransform",
     "FlowDistribution",
+    "TransformedFlow",
     "to_numpyro",
     "as_numpyro_distribution",
     "flow_param",

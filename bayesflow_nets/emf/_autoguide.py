@@ -30,7 +30,7 @@ from ..bijectors import (
     inverse_autoregressive_flow,
     masked_autoregressive_flow,
 )
-from ..bijectors.numpyro import BijectorTransform
+from ..bijectors.numpyro import BijectorTransform, TransformedFlow
 from ._structured import GatedStructuredLayer, StructuredLayer, gate_logit
 
 BACKBONES = ("normal", "mvn", "iaf", "maf", "rqs")
@@ -67,7 +67,7 @@ class AutoEMF(AutoContinuous):
 
     Args:
         model: a NumPyro model with continuous latent sites.
-        backbone: "mvn" (default), "normal", "iaf", "maf" or "rqs".
+        backbone: "maf" (default), "mvn", "normal", "iaf" or "rqs".
         placement: where the structured layer sits: "top" (default), "middle", "bottom".
         gated: gate each site's map (λ trainable, closed forms for Gaussian sites).
         per_element_gates: one gate per latent element instead of per site.
@@ -79,7 +79,7 @@ class AutoEMF(AutoContinuous):
         self,
         model,
         *,
-        backbone: str = "mvn",
+        backbone: str = "maf",
         placement: str = "top",
         gated: bool = True,
         per_element_gates: bool = False,
@@ -193,7 +193,7 @@ class AutoEMF(AutoContinuous):
                 numpyro.param(f"{self.prefix}_emf_whiten_tril", jnp.eye(dim)),
             )
         bij = self._bijector(backbone, gates, args, kwargs, whiten)
-        return dist.TransformedDistribution(self.get_base_dist(), BijectorTransform(bij))
+        return TransformedFlow(self.get_base_dist(), BijectorTransform(bij))
 
     def _get_posterior(self):
         return self._posterior()
@@ -248,19 +248,30 @@ class AutoEMF(AutoContinuous):
         inv_perm = np.argsort(self._perm)
         loc_exec = jnp.asarray(loc)[inv_perm]
         cov_exec = jnp.asarray(cov)[np.ix_(inv_perm, inv_perm)]
-        eps_loc = layer.inverse(loc_exec)
-        jinv = jnp.linalg.inv(jax.jacfwd(layer.transform)(eps_loc))
-        cov_eps = jinv @ cov_exec @ jinv.T
-        cov_eps = 0.5 * (cov_eps + cov_eps.T)
-        chol = jnp.linalg.cholesky(cov_eps + 1e-12 * jnp.trace(cov_eps) * jnp.eye(cov_eps.shape[0]))
-        if not bool(jnp.all(jnp.isfinite(chol))):
-            chol = jnp.diag(jnp.sqrt(jnp.clip(jnp.diag(cov_eps), 1e-12)))
+        eps_loc, chol = _pull_back_gaussian(layer, loc_exec, cov_exec)
         if not (bool(jnp.all(jnp.isfinite(eps_loc))) and bool(jnp.all(jnp.isfinite(chol)))):
             return dict(params)
         out = dict(params)
         out[f"{self.prefix}_emf_whiten_loc"] = eps_loc.astype(params[name_b].dtype)
         out[f"{self.prefix}_emf_whiten_tril"] = chol.astype(params[name_b].dtype)
         return out
+
+
+@eqx.filter_jit
+def _pull_back_gaussian(layer, loc, cov):
+    """ε-space mean and Cholesky factor of N(loc, cov) pulled back through ``layer`` (linearised
+    at its preimage of ``loc``); diagonal fallback where the covariance is not positive definite.
+    One compiled call: eager op-by-op evaluation of a structured layer costs seconds."""
+    # the inverse needs only CDFs (no root search for numerically inverted sites), and its
+    # Jacobian at loc is the inverse of the forward Jacobian at eps_loc
+    eps_loc = layer.inverse(loc)
+    jinv = jax.jacfwd(layer.inverse)(loc)
+    cov_eps = jinv @ cov @ jinv.T
+    cov_eps = 0.5 * (cov_eps + cov_eps.T)
+    chol = jnp.linalg.cholesky(cov_eps + 1e-12 * jnp.trace(cov_eps) * jnp.eye(cov_eps.shape[0]))
+    diag = jnp.diag(jnp.sqrt(jnp.clip(jnp.diag(cov_eps), 1e-12)))
+    chol = jnp.where(jnp.all(jnp.isfinite(chol)), chol, diag)
+    return eps_loc, chol
 
 
 class _Whiten(AbstractBijector):

@@ -14,13 +14,14 @@ import warnings
 from typing import Any
 
 import arviz as az
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.optimize
 from numpyro import handlers
-from numpyro.infer import SVI, Predictive, Trace_ELBO
+from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
@@ -33,37 +34,51 @@ ESTIMATORS = ("elbo", "stl")
 KHAT_THRESHOLD = 0.7
 
 
-def _log_weights(model, guide, params, key, n, args, kwargs):
-    """log p(x, y) − log q(x) for ``n`` guide draws (one particle each)."""
-
-    def one(k):
-        lq, gtr = log_density(handlers.seed(guide, k), args, kwargs, params)
-        lp, _ = log_density(handlers.replay(model, gtr), args, kwargs, params)
-        return lp - lq
-
-    return jax.jit(jax.vmap(one))(jax.random.split(key, n))
+EVAL_BATCH = 1000
 
 
-def _latent_and_deterministic_sites(model, args, kwargs) -> list[str]:
-    model = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
-    tr = handlers.trace(model).get_trace(*args, **kwargs)
-    return [
-        k
-        for k, s in tr.items()
-        if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
-    ]
-
-
-def _draws_and_log_weights(model, guide, params, key, n, args, kwargs):
-    """``n`` guide draws of every latent and deterministic site with log p(x, y) and log q(x)."""
-    sites = _latent_and_deterministic_sites(model, args, kwargs)
+@eqx.filter_jit
+def _draws_and_log_weights_batch(model, guide, params, keys, args, kwargs, sites):
+    """One compiled batch of guide draws (``sites``) with log p(x, y) and log q(x); model and
+    guide are static, so every call with the same batch size reuses the compilation."""
 
     def one(k):
         lq, gtr = log_density(handlers.seed(guide, k), args, kwargs, params)
         lp, mtr = log_density(handlers.replay(model, gtr), args, kwargs, params)
         return {s: mtr[s]["value"] for s in sites if s in mtr}, lp, lq
 
-    return jax.jit(jax.vmap(one))(jax.random.split(key, n))
+    return jax.vmap(one)(keys)
+
+
+def _latent_and_deterministic_sites(model, args, kwargs) -> tuple[str, ...]:
+    model = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+    tr = handlers.trace(model).get_trace(*args, **kwargs)
+    return tuple(
+        k
+        for k, s in tr.items()
+        if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
+    )
+
+
+def _draws_and_log_weights(model, guide, params, key, n, args, kwargs, sites=None):
+    """``n`` guide draws of every latent and deterministic site with log p(x, y) and log q(x),
+    in batches of ``EVAL_BATCH`` (one compilation serves the final ELBO and ``samples``)."""
+    if sites is None:
+        sites = _latent_and_deterministic_sites(model, args, kwargs)
+    batch = min(n, EVAL_BATCH)
+    num_batches = -(-n // batch)
+    keys = jax.random.split(key, num_batches * batch)
+    keys = keys.reshape((num_batches, batch) + keys.shape[1:])
+    parts = [
+        _draws_and_log_weights_batch(model, guide, params, k, args, kwargs, sites) for k in keys
+    ]
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *parts)
+
+
+def _log_weights(model, guide, params, key, n, args, kwargs):
+    """log p(x, y) − log q(x) for ``n`` guide draws (one particle each)."""
+    _, lp, lq = _draws_and_log_weights(model, guide, params, key, n, args, kwargs, sites=())
+    return lp - lq
 
 
 class VIResult:
@@ -88,17 +103,10 @@ class VIResult:
 
     def samples(self, key, n: int) -> dict[str, Any]:
         """``n`` posterior draws of every latent and deterministic site (observed sites dropped)."""
-        model = handlers.substitute(handlers.seed(self.model, 0), substitute_fn=init_to_uniform)
-        tr = handlers.trace(model).get_trace(*self._args, **self._kwargs)
-        sites = [
-            k
-            for k, s in tr.items()
-            if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
-        ]
-        pred = Predictive(
-            self.model, guide=self.guide, params=self.params, num_samples=n, return_sites=sites
+        draws, _, _ = _draws_and_log_weights(
+            self.model, self.guide, self.params, key, n, self._args, self._kwargs
         )
-        return dict(pred(key, *self._args, **self._kwargs))
+        return draws
 
     def to_arviz(self, key=None, n: int = 1000, *, num_chains: int = 1, coords=None, dims=None):
         """An ``arviz.InferenceData`` of ``num_chains`` × ``n`` independent guide draws.
@@ -267,13 +275,18 @@ def fit_vi(
         mean = float(np.mean(chunk_losses))
         se = float(np.std(chunk_losses) / np.sqrt(len(chunk_losses)))
         if progress:
-            print(f"fit_vi: step {steps:6d}  loss {mean:.4f} ± {se:.4f}")
+            print(
+                f"fit_vi: step {steps:6d}  loss {mean:.4f} ± {se:.4f}  "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
         if prev is not None and steps >= min_steps and prev - mean < se:
             status = "converged"
             break
         prev = mean
     params = svi.get_params(state)
-    logw = np.asarray(_log_weights(model, guide, params, k_eval, num_eval, args, kwargs))
+    # the same compiled batch function later serves ``VIResult.samples`` and ``to_arviz``
+    _, lp, lq = _draws_and_log_weights(model, guide, params, k_eval, num_eval, args, kwargs)
+    logw = np.asarray(lp - lq)
     finite = np.isfinite(logw)
     elbo = float(np.mean(logw[finite])) if finite.any() else float("nan")
     elbo_se = float(np.std(logw[finite]) / np.sqrt(max(finite.sum(), 1)))

@@ -36,6 +36,23 @@ def test_transform_matches_bijector_and_is_a_pytree():
     np.testing.assert_allclose(td.log_prob(y), flow.log_prob(y), rtol=1e-4, atol=1e-4)
 
 
+def test_transformed_flow_one_pass_log_prob():
+    flow = _flow(jax.random.key(4))
+    base = dist.Normal(jnp.zeros(2), 1.0).to_event(1)
+    td = bj.TransformedFlow(base, bj.to_numpyro(flow.bijector))
+    y, inter = td.sample_with_intermediates(jax.random.key(5), (6,))
+    assert y.shape == (6, 2) and td.event_shape == (2,)
+    # one inverse pass, the NumPyro path (inverse then forward), and the sampled intermediates
+    reference = dist.TransformedDistribution(base, bj.to_numpyro(flow.bijector)).log_prob(y)
+    np.testing.assert_allclose(td.log_prob(y), reference, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(td.log_prob(y, inter), reference, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(td.expand_by((3,)).log_prob(y[:3]), reference[:3], rtol=1e-4)
+    jitted = jax.jit(lambda d, v: d.log_prob(v))(td, y)
+    np.testing.assert_allclose(jitted, reference, rtol=1e-4, atol=1e-4)
+    with pytest.raises(TypeError, match="argument 'transform'"):
+        bj.TransformedFlow(base, dist.transforms.ExpTransform())
+
+
 def test_adapter_log_prob_and_sample():
     flow = _flow(jax.random.key(2))
     d = bj.as_numpyro_distribution(flow)
