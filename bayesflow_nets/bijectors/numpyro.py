@@ -36,23 +36,9 @@ def _batched(fn, x, event_shape):
 # guide set-up), where op-by-op dispatch of a deep flow would compile hundreds of primitives.
 # Inside an outer jit these are ordinary nested calls.
 @eqx.filter_jit
-def _jit_forward(bijector, x, condition):
-    return _batched(lambda v: bijector.transform(v, condition), x, bijector.shape)
-
-
-@eqx.filter_jit
-def _jit_inverse(bijector, y, condition):
-    return _batched(lambda v: bijector.inverse(v, condition), y, bijector.shape)
-
-
-@eqx.filter_jit
-def _jit_forward_and_log_det(bijector, x, condition):
-    return _batched(lambda v: bijector.transform_and_log_det(v, condition), x, bijector.shape)
-
-
-@eqx.filter_jit
-def _jit_inverse_and_log_det(bijector, y, condition):
-    return _batched(lambda v: bijector.inverse_and_log_det(v, condition), y, bijector.shape)
+def _jit_batched(bijector, method: str, x, condition):
+    """``bijector.<method>(x, condition)`` over x's leading batch dims (method is static)."""
+    return _batched(lambda v: getattr(bijector, method)(v, condition), x, bijector.shape)
 
 
 class BijectorTransform(Transform):
@@ -83,18 +69,18 @@ class BijectorTransform(Transform):
         return _real_constraint(len(self.bijector.shape))
 
     def __call__(self, x):
-        return _jit_forward(self.bijector, x, self.condition)
+        return _jit_batched(self.bijector, "transform", x, self.condition)
 
     def _inverse(self, y):
-        return _jit_inverse(self.bijector, y, self.condition)
+        return _jit_batched(self.bijector, "inverse", y, self.condition)
 
     def call_with_intermediates(self, x):
-        return _jit_forward_and_log_det(self.bijector, x, self.condition)
+        return _jit_batched(self.bijector, "transform_and_log_det", x, self.condition)
 
     def log_abs_det_jacobian(self, x, y, intermediates=None):
         if intermediates is not None:
             return intermediates
-        return _jit_forward_and_log_det(self.bijector, x, self.condition)[1]
+        return _jit_batched(self.bijector, "transform_and_log_det", x, self.condition)[1]
 
     def forward_shape(self, shape):
         return shape
@@ -134,7 +120,7 @@ class TransformedFlow(TransformedDistribution):
         if intermediates is not None or len(self.transforms) != 1:
             return super().log_prob(value, intermediates)
         t = self.transforms[0]
-        x, ld = _jit_inverse_and_log_det(t.bijector, value, t.condition)
+        x, ld = _jit_batched(t.bijector, "inverse_and_log_det", value, t.condition)
         return self.base_dist.log_prob(x) + ld
 
 
