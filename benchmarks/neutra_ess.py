@@ -1,7 +1,7 @@
 """NeuTra (NUTS through a fitted AutoEMF flow) vs plain NUTS: bulk ESS per second (issue 8).
 
 Problems: Neal's funnel (10-D, centred), centred eight schools, and two posteriordb posteriors
-(arK, gp_pois_regr; NumPyro ports from emf_posteriordb.py). Methods, each with the same number
+(arK, gp_pois_regr; NumPyro ports from emf_posteriordb.py; any other of them with ``--only``). Methods, each with the same number
 of chains / warm-up / draws: NumPyro's NUTS (the anchor, chains run sequentially), our BlackJAX
 NUTS (``bayesflow_nets.infer.nuts``, chains vmapped) and NeuTra (``fit_vi`` with a default
 AutoEMF guide, ``init="default"``, then ``bayesflow_nets.infer.neutra``; with ``--methods``
@@ -73,7 +73,8 @@ def _posteriordb(name):
 
 def problems(only):
     out = {"funnel10": (funnel, None), "eight_schools_centered": (eight_schools_centered, None)}
-    for name in ("arK", "gp_pois_regr"):
+    # by default arK and gp_pois_regr; any posteriordb posterior by name with --only
+    for name in pdb.POSTERIORS if only else ("arK", "gp_pois_regr"):
         if not only or name in only:
             out[name] = _posteriordb(name)
     return {k: v for k, v in out.items() if not only or k in only}
@@ -192,9 +193,7 @@ def _save(cfg, rows):
     done = {(r["problem"], r["method"]) for r in rows}
     merged = [r for r in keep if (r["problem"], r["method"]) not in done] + rows
     order = {m: i for i, m in enumerate(METHODS + EXTRA_METHODS)}
-    probs = {
-        p: i for i, p in enumerate(["funnel10", "eight_schools_centered", "arK", "gp_pois_regr"])
-    }
+    probs = {p: i for i, p in enumerate(["funnel10", "eight_schools_centered", *pdb.POSTERIORS])}
     merged.sort(key=lambda r: (probs.get(r["problem"], 99), order.get(r["method"], 99)))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"config": cfg, "rows": merged}, indent=1))
