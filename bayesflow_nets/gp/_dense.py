@@ -14,7 +14,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 __all__ = [
     "ContrastFactor",
@@ -24,6 +24,7 @@ __all__ = [
     "contrast_log_likelihood",
     "contrast_posterior",
     "bordered_posterior",
+    "shifted_posterior",
     "ordinary_log_likelihood",
     "ordinary_posterior",
 ]
@@ -159,6 +160,38 @@ def contrast_posterior(
         return mean, 0.5 * (cov + cov.T)
     var = kss - 2 * colmean + kbar - jnp.sum(V**2, axis=0)
     return mean, var
+
+
+def shifted_posterior(
+    K: Float[Array, "n n"],
+    y: Float[Array, " n"],
+    Kxs: Float[Array, "n m"],
+    kss: Float[Array, "m m"] | Float[Array, " m"],
+    full_cov: bool,
+    shift: Float[ArrayLike, ""],
+) -> tuple[Float[Array, " m"], Float[Array, "m m"] | Float[Array, " m"], Float[Array, " n"]]:
+    """Corrected posterior by one Cholesky of ``K_c = K + c11ᵀ`` (c = ``shift``).
+
+    Universal kriging with a flat constant mean is invariant to adding a constant to the
+    covariance, and ``K_c ≻ 0`` once c exceeds a bound (Schur complement of ``QᵀKQ ≻ 0``): so
+    ``β̂ = 1ᵀK_c⁻¹y / 1ᵀK_c⁻¹1``, mean ``β̂ + k*ᵀK_c⁻¹(y − β̂1)``, variance
+    ``k** + c − |L⁻¹k*_c|² + (1 − 1ᵀK_c⁻¹k*_c)² / 1ᵀK_c⁻¹1`` with ``k*_c = k* + c``. One
+    triangular solve serves y, 1 and k*; no contrast basis. Returns the Cholesky diagonal too
+    (NaN where ``K_c`` is not positive definite: the caller then falls back to the contrast form).
+    """
+    n, m = Kxs.shape
+    L = jax.lax.linalg.cholesky(K + shift, symmetrize_input=False)
+    rhs = jnp.concatenate([y[:, None], jnp.ones((n, 1), K.dtype), Kxs + shift], axis=1)
+    Z = _chol_solve_lower(L, rhs)
+    zy, z1, V = Z[:, 0], Z[:, 1], Z[:, 2:]
+    s = jnp.dot(z1, z1)
+    beta_hat = jnp.dot(z1, zy) / s
+    r = 1.0 - z1 @ V  # 1 − 1ᵀK_c⁻¹k*_c
+    mean = beta_hat + V.T @ (zy - beta_hat * z1)  # k*_cᵀK_c⁻¹(y − β̂1) = k*ᵀ(...) as 1ᵀ(...) = 0
+    if full_cov:
+        cov = kss + shift - V.T @ V + jnp.outer(r, r) / s
+        return mean, 0.5 * (cov + cov.T), jnp.diagonal(L)
+    return mean, kss + shift - jnp.sum(V**2, axis=0) + r**2 / s, jnp.diagonal(L)
 
 
 def bordered_posterior(

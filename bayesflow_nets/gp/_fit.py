@@ -36,10 +36,7 @@ class REMLFitResult(NamedTuple):
     def hyperparameters(self) -> dict[str, Array]:
         """The fitted hyperparameters by name (constrained: ``log_x`` leaves as ``x``)."""
         params, _ = eqx.partition(self.gp, _trainable(self.gp, self.fit_noise))
-        return {
-            name: (jnp.exp(leaf) if log else leaf)
-            for name, log, leaf in _named_leaves(params)
-        }
+        return {name: (jnp.exp(leaf) if log else leaf) for name, log, leaf in _named_leaves(params)}
 
     def to_arviz(
         self,

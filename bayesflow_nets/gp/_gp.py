@@ -70,9 +70,12 @@ def _lml_impl(gp: ImproperGP, y: Array, method: str):
 
 
 @eqx.filter_jit
-def _predict_impl(gp: ImproperGP, y: Array, X_test: Array, method: str, full_cov: bool):
-    mean, cov, chol_diag = gp._predict(y, X_test, method, full_cov)
-    mean = eqx.error_if(mean, ~jnp.all(jnp.isfinite(mean)), "posterior mean " + _SOLVE_FAILED)
+def _predict_impl(
+    gp: ImproperGP, y: Array, X_test: Array, method: str, full_cov: bool, fallback: bool = True
+):
+    mean, cov, chol_diag = gp._predict(y, X_test, method, full_cov, fallback)
+    if fallback:
+        mean = eqx.error_if(mean, ~jnp.all(jnp.isfinite(mean)), "posterior mean " + _SOLVE_FAILED)
     return mean, cov, chol_diag
 
 
@@ -265,14 +268,24 @@ class ImproperGP(eqx.Module):
             )
         if method == "state_space":
             self._x1d()
-        mean, cov, chol_diag = _predict_impl(self, y, X_test, method, full_cov)
-        if chol_diag is not None:
-            self._warn_conditioning(chol_diag)
+        float64 = y.dtype == jnp.float64 and self.X.dtype == jnp.float64
+        traced = _is_traced(y, X_test, *jax.tree_util.tree_leaves(self))
+        fast = method == "contrast" and self.flat_mean and float64 and not traced
+        if fast:
+            # float64: one Cholesky of K + c11ᵀ, checked here instead of by lax.cond; the
+            # contrast form (Householder basis) only if that was not positive definite
+            mean, cov, diag = _predict_impl(self, y, X_test, method, full_cov, False)
+            if not np.all(np.isfinite(np.asarray(diag))):
+                fast, method = False, "householder"
+        if not fast:
+            mean, cov, chol_diag = _predict_impl(self, y, X_test, method, full_cov)
+            if chol_diag is not None:
+                self._warn_conditioning(chol_diag)
         if full_cov:
             return GPPosterior(mean, jnp.diagonal(cov), cov)
         return GPPosterior(mean, cov, None)
 
-    def _predict(self, y: Array, X_test: Array, method: str, full_cov: bool):
+    def _predict(self, y: Array, X_test: Array, method: str, full_cov: bool, fallback: bool = True):
         if method == "state_space":
             xt = X_test[:, 0] if X_test.ndim == 2 else X_test
             mean, var = state_space_posterior(
@@ -287,13 +300,31 @@ class ImproperGP(eqx.Module):
             mean, cov = _dense.ordinary_posterior(K, y, Kxs, kss, full_cov)
         elif method == "bordered":
             mean, cov = _dense.bordered_posterior(K, y, Kxs, kss, full_cov)
+        elif method == "contrast" and K.dtype == jnp.float64:
+            # one Cholesky of K + c11ᵀ; the contrast form only where that is not positive
+            # definite (float64 only: c adds cancellation to the variance). c from three entries
+            # of K (no pass over it): it only has to be large enough, and the fallback covers
+            # the rest. ``fallback=False`` leaves that to the caller (NaN Cholesky diagonal).
+            shift = 2.0 * jnp.max(jnp.abs(jnp.stack([K[0, -1], K[0, 0], K[-1, -1]])))
+            mean, cov, chol_diag = _dense.shifted_posterior(K, y, Kxs, kss, full_cov, shift)
+            if fallback:
+                mean, cov = jax.lax.cond(
+                    jnp.all(jnp.isfinite(chol_diag)),
+                    lambda: (mean, cov),
+                    lambda: self._contrast_posterior(K, y, Kxs, kss, full_cov)[:2],
+                )
+                chol_diag = None
         else:
-            # Householder basis here: the pinned one (the float64 default) measured slower for
-            # the posterior (benchmarks/gp_scaling.py), though equal in exact arithmetic
-            factor = _dense.contrast_factor(K, basis="householder")
-            chol_diag = jnp.diagonal(factor.chol)
-            mean, cov = _dense.contrast_posterior(factor, y, Kxs, kss, full_cov)
+            mean, cov, chol_diag = self._contrast_posterior(K, y, Kxs, kss, full_cov)
         return mean, cov, chol_diag
+
+    @staticmethod
+    def _contrast_posterior(K, y, Kxs, kss, full_cov):
+        # Householder basis here: the pinned one (the float64 REML default) measured slower for
+        # the posterior (benchmarks/gp_scaling.py), though equal in exact arithmetic
+        factor = _dense.contrast_factor(K, basis="householder")
+        mean, cov = _dense.contrast_posterior(factor, y, Kxs, kss, full_cov)
+        return mean, cov, jnp.diagonal(factor.chol)
 
     # ---------------------------------------------------------------- prior sampling
     def sample_prior(

@@ -172,11 +172,12 @@ def test_extrapolation_brownian_is_exact_random_walk(x64):
     last = float(jnp.max(x))
     u = jnp.array([0.0, 1.0, 10.0, 100.0, 1e4])
     post = gp.predict(y, last + u)
-    np.testing.assert_allclose(post.mean, post.mean[0], rtol=0, atol=1e-9)
+    # (1e-8: k* reaches 7e3 at u = 1e4, so the float64 solves cancel a few digits)
+    np.testing.assert_allclose(post.mean, post.mean[0], rtol=0, atol=1e-8)
     np.testing.assert_allclose(post.variance - post.variance[0], 0.7 * u, rtol=1e-9, atol=1e-9)
     first = float(jnp.min(x))
     left = gp.predict(y, first - u)
-    np.testing.assert_allclose(left.mean, left.mean[0], atol=1e-9)
+    np.testing.assert_allclose(left.mean, left.mean[0], atol=1e-8)
     np.testing.assert_allclose(left.variance - left.variance[0], 0.7 * u, rtol=1e-9, atol=1e-9)
 
 
@@ -405,3 +406,55 @@ def test_pinned_and_householder_bases_agree(x64, kernel):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9)
     with pytest.raises(ValueError, match="basis must be"):
         _dense.contrast_factor(K, basis="qr")
+
+
+@pytest.mark.parametrize("kernel", [MaternWalk(2.5, 1.5), SmoothWalk(2.0, 1.0), Brownian()])
+@pytest.mark.parametrize("noise", [0.1, 1e-4])
+def test_shifted_posterior_equals_contrast_form(x64, kernel, noise):
+    """One Cholesky of K + c11ᵀ (the float64 predict path) gives the corrected posterior."""
+    from bayesflow_nets.gp import _dense
+
+    x, y = data(n=80)
+    gp = ImproperGP(kernel, x, noise)
+    K = gp.gram()
+    Kxs = kernel(x, x_test())
+    factor = _dense.contrast_factor(K, basis="householder")
+    shift = 2.0 * jnp.max(jnp.abs(K))
+    for full_cov, kss in ((False, kernel.diag(x_test())), (True, kernel(x_test()))):
+        mean, cov, diag = _dense.shifted_posterior(K, y, Kxs, kss, full_cov, shift)
+        assert np.all(np.isfinite(diag))
+        ref_mean, ref_cov = _dense.contrast_posterior(factor, y, Kxs, kss, full_cov)
+        np.testing.assert_allclose(mean, ref_mean, rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(cov, ref_cov, rtol=1e-6, atol=1e-8 * float(shift))
+    # the public path (float64) agrees with the contrast form too
+    post = gp.predict(y, x_test())
+    ref_mean, ref_var = _dense.contrast_posterior(factor, y, Kxs, kernel.diag(x_test()), False)
+    np.testing.assert_allclose(post.mean, ref_mean, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(post.variance, ref_var, rtol=1e-6, atol=1e-8 * float(shift))
+
+
+def test_shifted_posterior_falls_back_when_not_positive_definite(x64):
+    """Too small a shift leaves K + c11ᵀ indefinite: NaN Cholesky diagonal, flagged to callers."""
+    from bayesflow_nets.gp import _dense
+
+    x, y = data(n=40)
+    K = ImproperGP(Brownian(), x, 0.1).gram()
+    Kxs = Brownian()(x, x_test())
+    _, _, diag = _dense.shifted_posterior(K, y, Kxs, Brownian().diag(x_test()), False, 0.0)
+    assert not np.all(np.isfinite(diag))
+
+
+def test_predict_under_jit_uses_the_checked_shifted_path(x64):
+    """Traced predict (lax.cond fallback) = eager predict (host check) = contrast form."""
+    from bayesflow_nets.gp import _dense
+
+    x, y = data(n=50)
+    gp = ImproperGP(MaternWalk(2.5, 1.5), x, 0.05)
+    eager = gp.predict(y, x_test())
+    traced = jax.jit(lambda g, v: g.predict(v, x_test()))(gp, y)
+    factor = _dense.contrast_factor(gp.gram(), basis="householder")
+    kernel = gp.kernel
+    ref = _dense.contrast_posterior(factor, y, kernel(x, x_test()), kernel.diag(x_test()), False)
+    for post in (eager, traced):
+        np.testing.assert_allclose(post.mean, ref[0], rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(post.variance, ref[1], rtol=1e-6, atol=1e-6)
