@@ -81,7 +81,11 @@ def problems(only):
 
 
 def _latent_sites(model):
-    tr = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace()
+    # init_to_uniform gives improper (flat-prior) sites a value, which they cannot sample
+    seeded = numpyro.handlers.substitute(
+        numpyro.handlers.seed(model, 0), substitute_fn=numpyro.infer.init_to_uniform
+    )
+    tr = numpyro.handlers.trace(seeded).get_trace()
     return [k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]]
 
 
