@@ -30,14 +30,26 @@ D, WIDTH, DEPTH, LAYERS, KNOTS = 64, 128, 2, 5, 8
 
 
 def timeit(fn, *args, repeats=20):
-    out = fn(*args)
-    jax.block_until_ready(out)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    return timeit_group({"_": (fn, args)}, repeats)["_"]
+
+
+def timeit_group(cases, repeats=20):
+    """Median wall time of each ``name: (fn, args)``, compiled first, then timed round-robin.
+
+    Interleaving the repeats (in a rotating order) exposes every candidate to the same bursts of
+    load from other processes, so the ratios between them stay meaningful on a shared machine.
+    """
+    for fn, args in cases.values():
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    names = list(cases)
+    times = {n: [] for n in names}
+    for r in range(repeats):
+        for n in names[r % len(names):] + names[: r % len(names)]:
+            fn, args = cases[n]
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[n].append(time.perf_counter() - t0)
+    return {n: float(np.median(v)) for n, v in times.items()}
 
 
 def mlp_flops(batch, n_in, n_out, width=WIDTH, depth=DEPTH):
@@ -45,8 +57,9 @@ def mlp_flops(batch, n_in, n_out, width=WIDTH, depth=DEPTH):
     return 2.0 * batch * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def matmul_limit(batch, n_in, n_out, repeats):
-    """Time a bare chain of matmuls (+relu) with the conditioner's shapes over LAYERS layers."""
+def matmul_limit_fns(batch, n_in, n_out):
+    """A bare chain of matmuls (+relu) with the conditioner's shapes over LAYERS layers: its
+    forward and gradient programs and their arguments (timed beside ours: the physical limit)."""
     key = jax.random.key(0)
     sizes = [n_in] + [WIDTH] * DEPTH + [n_out]
     ws = [
@@ -68,11 +81,7 @@ def matmul_limit(batch, n_in, n_out, repeats):
             acc = acc + h.sum()
         return acc
 
-    grad = jax.jit(jax.grad(fwd))
-    t_f = timeit(fwd, ws, x, repeats=repeats)
-    t_g = timeit(grad, ws, x, repeats=repeats)
-    flops = LAYERS * mlp_flops(batch, n_in, n_out)
-    return flops / t_f / 1e9, 3 * flops / t_g / 1e9
+    return (fwd, (ws, x)), (jax.jit(jax.grad(fwd)), (ws, x))
 
 
 # ---------------------------------------------------------------- ours
@@ -179,8 +188,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="batch 512, 5 repeats")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bijectors.json"))
+    parser.add_argument("--out", default=None, help="JSON path (default results/bijectors[_quick].json)")
     args = parser.parse_args()
+    if args.out is None:
+        name = "bijectors_quick.json" if args.quick else "bijectors.json"
+        args.out = str(Path(__file__).parent / "results" / name)
     batch = 512 if args.quick else 4096
     repeats = 5 if args.quick else args.repeats
 
@@ -192,9 +204,9 @@ def main():
     x = jax.random.normal(jax.random.key(1), (batch, D))
     rows = []
 
-    lim_maf_f, lim_maf_g = matmul_limit(batch, D, 2 * D, repeats)
     n_c = D // 2
-    lim_rqs_f, lim_rqs_g = matmul_limit(batch, n_c, (D - n_c) * (3 * KNOTS - 1), repeats)
+    lim_maf_f, lim_maf_g = matmul_limit_fns(batch, D, 2 * D)
+    lim_rqs_f, lim_rqs_g = matmul_limit_fns(batch, n_c, (D - n_c) * (3 * KNOTS - 1))
     flops_maf = LAYERS * mlp_flops(batch, D, 2 * D)
     flops_rqs = LAYERS * mlp_flops(batch, n_c, (D - n_c) * (3 * KNOTS - 1))
 
@@ -211,17 +223,25 @@ def main():
     b_f, dens_f, samp_f, step_f = flow_fns(fj)
     np_params, np_fwd, np_inv, np_step = numpyro_iaf(key)
     z = x * 0.5
-    t = {
-        ("MAF parallel pass + log-det", "ours"): timeit(dens_o, b_o, x, repeats=repeats),
-        ("MAF parallel pass + log-det", "flowjax"): timeit(dens_f, b_f, x, repeats=repeats),
-        ("MAF parallel pass + log-det", "numpyro"): timeit(np_fwd, np_params, x, repeats=repeats),
-        ("MAF sequential pass + log-det", "ours"): timeit(samp_o, b_o, z, repeats=max(3, repeats // 4)),
-        ("MAF sequential pass + log-det", "flowjax"): timeit(samp_f, b_f, z, repeats=max(3, repeats // 4)),
-        ("MAF sequential pass + log-det", "numpyro"): timeit(np_inv, np_params, z, repeats=max(3, repeats // 4)),
-        ("MAF train step (log_prob + grad)", "ours"): timeit(step_o, ours, x, repeats=repeats),
-        ("MAF train step (log_prob + grad)", "flowjax"): timeit(step_f, fj, x, repeats=repeats),
-        ("MAF train step (log_prob + grad)", "numpyro"): timeit(np_step, np_params, x, repeats=repeats),
-    }
+    t, lim = {}, {}
+
+    def group(row, cases, limit=None, reps=repeats):
+        if limit is not None:
+            cases = {**cases, "limit": limit}
+        out = timeit_group(cases, reps)
+        if limit is not None:
+            lim[row] = out.pop("limit")
+        t.update({(row, name): v for name, v in out.items()})
+
+    group("MAF parallel pass + log-det", {
+        "ours": (dens_o, (b_o, x)), "flowjax": (dens_f, (b_f, x)), "numpyro": (np_fwd, (np_params, x)),
+    }, lim_maf_f)
+    group("MAF sequential pass + log-det", {
+        "ours": (samp_o, (b_o, z)), "flowjax": (samp_f, (b_f, z)), "numpyro": (np_inv, (np_params, z)),
+    }, lim_maf_f, max(3, repeats // 4))
+    group("MAF train step (log_prob + grad)", {
+        "ours": (step_o, (ours, x)), "flowjax": (step_f, (fj, x)), "numpyro": (np_step, (np_params, x)),
+    }, lim_maf_g)
     # Sanity: identical architectures produce finite, matching-shaped outputs.
     assert np.all(np.isfinite(np.asarray(dens_o(b_o, x)[1])))
 
@@ -236,30 +256,32 @@ def main():
     )
     b_o, dens_o, samp_o, step_o = flow_fns(ours_c)
     b_f, dens_f, samp_f, step_f = flow_fns(fj_c)
-    t.update({
-        ("RQS coupling inverse + log-det (density)", "ours"): timeit(dens_o, b_o, x, repeats=repeats),
-        ("RQS coupling inverse + log-det (density)", "flowjax"): timeit(dens_f, b_f, x, repeats=repeats),
-        ("RQS coupling forward + log-det (sampling)", "ours"): timeit(samp_o, b_o, x, repeats=repeats),
-        ("RQS coupling forward + log-det (sampling)", "flowjax"): timeit(samp_f, b_f, x, repeats=repeats),
-        ("RQS coupling train step (log_prob + grad)", "ours"): timeit(step_o, ours_c, x, repeats=repeats),
-        ("RQS coupling train step (log_prob + grad)", "flowjax"): timeit(step_f, fj_c, x, repeats=repeats),
-    })
+    group("RQS coupling inverse + log-det (density)",
+          {"ours": (dens_o, (b_o, x)), "flowjax": (dens_f, (b_f, x))}, lim_rqs_f)
+    group("RQS coupling forward + log-det (sampling)",
+          {"ours": (samp_o, (b_o, x)), "flowjax": (samp_f, (b_f, x))}, lim_rqs_f)
+    group("RQS coupling train step (log_prob + grad)",
+          {"ours": (step_o, (ours_c, x)), "flowjax": (step_f, (fj_c, x))}, lim_rqs_g)
 
+    # (flops of our pass, flops of the limit program timed beside it, parallel direction?)
     meta = {
-        "MAF parallel pass + log-det": (flops_maf, lim_maf_f, True),
-        "MAF sequential pass + log-det": (D * flops_maf, lim_maf_f, False),
-        "MAF train step (log_prob + grad)": (3 * flops_maf, lim_maf_g, True),
-        "RQS coupling inverse + log-det (density)": (flops_rqs, lim_rqs_f, True),
-        "RQS coupling forward + log-det (sampling)": (flops_rqs, lim_rqs_f, True),
-        "RQS coupling train step (log_prob + grad)": (3 * flops_rqs, lim_rqs_g, True),
+        "MAF parallel pass + log-det": (flops_maf, flops_maf, True),
+        "MAF sequential pass + log-det": (D * flops_maf, flops_maf, False),
+        "MAF train step (log_prob + grad)": (3 * flops_maf, 3 * flops_maf, True),
+        "RQS coupling inverse + log-det (density)": (flops_rqs, flops_rqs, True),
+        "RQS coupling forward + log-det (sampling)": (flops_rqs, flops_rqs, True),
+        "RQS coupling train step (log_prob + grad)": (3 * flops_rqs, 3 * flops_rqs, True),
     }
+    limits = {row: lim_flops / lim[row] / 1e9 for row, (_, lim_flops, _) in meta.items()}
     print(f"device: {jax.devices()[0]}, batch {batch}, D {D}, {LAYERS} layers, hidden {DEPTH}x{WIDTH}")
-    print(f"matmul limit (same shapes): MAF fwd {lim_maf_f:.0f} GFLOP/s, grad {lim_maf_g:.0f}; "
-          f"RQS fwd {lim_rqs_f:.0f}, grad {lim_rqs_g:.0f}")
+    print("matmul limit (same shapes, timed round-robin with each row): "
+          + ", ".join(f"{row.split(' + ')[0].split(' (')[0]} {v:.0f}" for row, v in limits.items())
+          + " GFLOP/s")
     hdr = f"{'row':<44}{'ours ms':>9}{'flowjax':>9}{'numpyro':>9}{'speedup':>9}{'GFLOP/s':>9}{'% limit':>9}"
     print(hdr)
     print("-" * len(hdr))
-    for row, (flops, limit, parallel) in meta.items():
+    for row, (flops, _, parallel) in meta.items():
+        limit = limits[row]
         o = t[(row, "ours")]
         f = t[(row, "flowjax")]
         n = t.get((row, "numpyro"))
@@ -280,8 +302,9 @@ def main():
                     "device": str(jax.devices()[0]), "jax": jax.__version__},
         "config": {"batch": batch, "dim": D, "layers": LAYERS, "width": WIDTH, "depth": DEPTH,
                    "knots": KNOTS, "repeats": repeats},
-        "matmul_limit_gflops": {"maf_fwd": lim_maf_f, "maf_grad": lim_maf_g,
-                                "rqs_fwd": lim_rqs_f, "rqs_grad": lim_rqs_g},
+        "matmul_limit_gflops": limits,
+        "timing": "each row's candidates and its matmul-limit program timed round-robin "
+                  "(median of the repeats), after compilation",
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

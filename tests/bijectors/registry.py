@@ -35,11 +35,12 @@ def _unit(key, shape):
     return jax.nn.sigmoid(jax.random.normal(key, shape))
 
 
-def _stacked_affine(k):
+def _stacked_affine(k, unroll=None):
     return bj.Scan(
         eqx.filter_vmap(lambda kk: perturb(bj.Affine(jnp.zeros(DIM), 1.0), kk))(
             jax.random.split(k, 3)
-        )
+        ),
+        unroll=unroll,
     )
 
 
@@ -125,7 +126,8 @@ CASES = {
         lambda k: bj.Stack([bj.Tanh((2,)), bj.Affine(jnp.zeros(2), 0.5)], axis=0),
         lambda k, s: jax.random.normal(k, s),
     ),
-    "Scan": (_stacked_affine, _real),
+    "Scan": (_stacked_affine, _real),  # 3 layers: a Python loop over static slices
+    "Scan_lax_scan": (lambda k: _stacked_affine(k, unroll=1), _real),
     "maf_flow_cond": (
         lambda k: perturb(
             bj.masked_autoregressive_flow(

@@ -11,7 +11,7 @@ import pytest
 import bayesflow_nets.bijectors as bj
 
 from ..helpers import default_tols, tree_allclose
-from .registry import CASES, COND
+from .registry import CASES, COND, DIM
 
 NAMES = sorted(CASES)
 
@@ -115,3 +115,22 @@ def test_wrong_shapes_raise(name):
             b.transform(x, jnp.zeros(COND + 1))
         with pytest.raises(ValueError, match="'condition' of shape"):
             b.transform(x)
+
+
+def test_scan_python_loop_equals_lax_scan():
+    """Scan's unrolled Python loop and its lax.scan path give the same values and log-dets."""
+    from .registry import _stacked_affine
+
+    key = jax.random.key(3)
+    looped, scanned = _stacked_affine(key, unroll=True), _stacked_affine(key, unroll=1)
+    assert looped.unroll is True and scanned.unroll == 1
+    assert bj.Scan(looped.stacked).unroll is True  # 3 layers <= MAX_UNROLLED
+    x = jax.random.normal(jax.random.key(4), (DIM,))
+    for a, b in [
+        (looped.transform_and_log_det(x), scanned.transform_and_log_det(x)),
+        (looped.inverse_and_log_det(x), scanned.inverse_and_log_det(x)),
+    ]:
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="unroll"):
+        bj.Scan(looped.stacked, unroll=0)
