@@ -238,9 +238,9 @@ class Scan(AbstractBijector):
     """Identical layers stacked on a leading axis (built with ``eqx.filter_vmap``).
 
     ``unroll=True`` applies them in a Python loop over static slices (no loop in the compiled
-    program: on CPU 25–30 % faster for batched passes, since XLA runs a loop body's ops on one
-    thread); an int ``k`` uses ``jax.lax.scan(..., unroll=k)``, whose compile time does not grow
-    with depth. ``None`` (default): the Python loop up to ``MAX_UNROLLED`` layers, scan beyond.
+    program; measured on CPU: a batched 5-layer MAF pass 1.75× faster, on one core or two); an
+    int ``k`` uses ``jax.lax.scan(..., unroll=k)``, whose compile time does not grow with depth.
+    ``None`` (default): the Python loop up to ``MAX_UNROLLED`` layers, scan beyond.
     """
 
     MAX_UNROLLED = 16
@@ -285,8 +285,8 @@ class Scan(AbstractBijector):
             return y, ld
 
         if self.unroll is True:
-            # A Python loop over static slices: no while loop in the program, so XLA's CPU
-            # backend can multi-thread every layer's ops (a loop body runs them on one thread).
+            # A Python loop over static slices: no while loop in the compiled program (XLA's CPU
+            # backend runs the batched MAF pass 1.75x faster this way, single-threaded too).
             order = range(self.num_layers - 1, -1, -1) if inverse else range(self.num_layers)
             total = jnp.zeros((), x.dtype)
             for i in order:
