@@ -3,7 +3,8 @@
 Defaults: Laplace initialisation for :class:`AutoEMF` (MAP by L-BFGS in unconstrained space,
 Hessian covariance pulled back through the structured layer), Adam with a warm-up + cosine
 learning-rate schedule and gradient clipping, a 10× learning rate for gates (optax
-``multi_transform``), several ELBO particles, convergence monitoring on chunk means, and a PSIS
+``multi_transform``), several ELBO particles, convergence monitoring on chunk means with a final
+annealed chunk, and a PSIS
 k̂ diagnostic (ArviZ ``psislw`` on log p − log q) that warns above 0.7.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import arviz as az
 import equinox as eqx
@@ -35,6 +36,43 @@ KHAT_THRESHOLD = 0.7
 
 
 EVAL_BATCH = 1000
+
+
+class _AnnealState(NamedTuple):
+    factor: jax.Array
+    decay: jax.Array
+
+
+def _anneal() -> optax.GradientTransformation:
+    """Scale updates by ``factor``, then multiply ``factor`` by ``decay`` (1 until annealing).
+
+    Both live in the optimiser state, so ``fit_vi`` switches to annealing by editing the state
+    (:func:`_start_anneal`) without compiling a new training chunk.
+    """
+
+    def init(params):
+        del params
+        return _AnnealState(jnp.ones(()), jnp.ones(()))
+
+    def update(updates, state, params=None):
+        del params
+        updates = jax.tree_util.tree_map(lambda u: u * state.factor.astype(u.dtype), updates)
+        return updates, _AnnealState(state.factor * state.decay, state.decay)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _start_anneal(svi_state, decay: float):
+    """The SVI state with its :func:`_anneal` factor reset to 1 and decaying by ``decay``."""
+
+    def edit(node):
+        if isinstance(node, _AnnealState):
+            return _AnnealState(jnp.ones_like(node.factor), jnp.full_like(node.decay, decay))
+        return node
+
+    return jax.tree_util.tree_map(
+        edit, svi_state, is_leaf=lambda n: isinstance(n, _AnnealState)
+    )
 
 
 @eqx.filter_jit
@@ -205,8 +243,9 @@ def fit_vi(
     ``*args, **kwargs`` go to the model, as in NumPyro's ``SVI.run``. Options (keyword-only):
     ``num_steps`` (maximum), ``num_particles``, ``learning_rate`` (peak of a warm-up + cosine
     schedule), ``gate_learning_rate`` (default 10 × ``learning_rate``), ``init`` ("laplace" or
-    "default"), ``chunk``/``min_steps`` (convergence is declared when a chunk's mean loss
-    improves on the previous chunk's by less than its standard error), ``num_eval`` (draws for
+    "default"), ``chunk``/``min_steps`` (once a chunk's mean loss improves on the previous
+    chunk's by less than its standard error, one last chunk anneals the step geometrically to
+    1 % and training stops: "converged"), ``num_eval`` (draws for
     the final ELBO and PSIS k̂), ``estimator`` ("elbo": NumPyro's ``Trace_ELBO``; "stl": the
     sticking-the-landing gradient, :class:`StickingTheLandingELBO`). Training stops on a non-finite loss and keeps the last finite
     parameters (``status="nonfinite"``).
@@ -239,6 +278,7 @@ def fit_vi(
             {"other": optax.adam(sched(learning_rate)), "gate": optax.adam(sched(gate_lr))},
             labels,
         ),
+        _anneal(),
     )
     elbo_cls = StickingTheLandingELBO if estimator == "stl" else Trace_ELBO
     svi = SVI(model, guide, optax_to_numpyro(tx), elbo_cls(num_particles=num_particles))
@@ -261,6 +301,7 @@ def fit_vi(
     status = "max_steps"
     prev = None
     steps = 0
+    annealing = False
     last_finite = state
     while steps < num_steps:
         new_state, chunk_losses = run_chunk(state)
@@ -279,9 +320,15 @@ def fit_vi(
                 f"fit_vi: step {steps:6d}  loss {mean:.4f} ± {se:.4f}  "
                 f"({time.perf_counter() - t0:.1f} s)"
             )
-        if prev is not None and steps >= min_steps and prev - mean < se:
+        if annealing:
             status = "converged"
             break
+        if prev is not None and steps >= min_steps and prev - mean < se:
+            # Plateau at the current learning rate: the iterates now wander at the noise floor
+            # of that rate. One more chunk with the step decaying geometrically to 1 % settles
+            # them (same compiled chunk: the decay lives in the optimiser state).
+            state = _start_anneal(state, 0.01 ** (1.0 / chunk))
+            annealing = True
         prev = mean
     params = svi.get_params(state)
     # the same compiled batch function later serves ``VIResult.samples`` and ``to_arviz``
