@@ -228,7 +228,7 @@ def fit_vi(
     rng_key=None,
     progress: bool = True,
     num_steps: int = 6000,
-    num_particles: int = 8,
+    num_particles: int = 16,
     learning_rate: float = 5e-3,
     gate_learning_rate: float | None = None,
     init: str = "laplace",
