@@ -104,6 +104,7 @@ def run_ours(name, model, y, key, steps):
         rng_key=key,
         progress=False,
         num_steps=steps,
+        num_particles=8,  # as the baselines (fit_vi's default is 16)
         chunk=steps,
         min_steps=steps,
         num_eval=150,
