@@ -15,6 +15,15 @@ matplotlib is available).
 
 from __future__ import annotations
 
+import os
+
+# XLA's multi-threaded Eigen pool on CPU can wedge on these vmapped fits (JAX 0.10; see
+# docs/coupling.md); single-threaded Eigen avoids it. Must be set before JAX starts.
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    ).strip()
+
 import argparse
 import json
 import pathlib
@@ -88,7 +97,7 @@ def run_setting(n: int, T: int, n_datasets: int, args) -> dict:
         post,
         n_hp_draws=args.k,
         vi_steps=args.vi_steps,
-        learning_rate=0.05,
+        learning_rate=args.lr,
         n_mc=4,
         likelihood=args.likelihood,
         weighting=args.weighting,
@@ -117,7 +126,7 @@ def run_setting(n: int, T: int, n_datasets: int, args) -> dict:
                 Y,
                 args.tr,
                 steps=args.vi_steps,
-                learning_rate=0.05,
+                learning_rate=args.lr,
                 likelihood=args.likelihood,
             )
             pr = reverse_kl_posterior(rk, jax.random.fold_in(key, 5))
@@ -167,7 +176,8 @@ def main():
     p.add_argument("--train-steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--k", type=int, default=16, help="HP draws in the hybrid mixture")
-    p.add_argument("--vi-steps", type=int, default=200)
+    p.add_argument("--vi-steps", type=int, default=100, help="ELBO steps after the Laplace start")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam step of the ELBO polish")
     p.add_argument("--skip-revkl", action="store_true")
     p.add_argument(
         "--weighting",
@@ -183,7 +193,7 @@ def main():
             [200],
             4,
             600,
-            150,
+            100,
         )
     rows = []
     for n in args.nodes:

@@ -7,6 +7,15 @@ Writes examples/coupling_network.png: truth | hybrid posterior mean | hybrid 90 
 (edges whose interval excludes 0 are outlined) | rDCM mean.
 """
 
+import os
+
+# XLA's multi-threaded Eigen pool on CPU can wedge on these vmapped fits (JAX 0.10; see
+# docs/coupling.md); single-threaded Eigen avoids it. Must be set before JAX starts.
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    ).strip()
+
 import argparse
 import pathlib
 import sys
@@ -32,7 +41,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--likelihood", default="whittle", choices=["whittle", "kalman"])
     args = ap.parse_args()
-    n, T, train_steps, vi_steps = (4, 120, 100, 50) if args.quick else (10, 300, 1500, 200)
+    n, T, train_steps, vi_steps = (4, 120, 100, 50) if args.quick else (10, 300, 1500, 100)
     model = CouplingModel(n_nodes=n, tr=2.0, max_delay=3.0)
     params, _ = true_network(jax.random.key(0), model)
     _, Y = simulate(jax.random.key(1), params, model, T)
@@ -49,7 +58,6 @@ def main():
         post,
         n_hp_draws=16,
         vi_steps=vi_steps,
-        learning_rate=0.05,
         n_mc=4,
         likelihood=args.likelihood,
     )

@@ -1,3 +1,13 @@
+import os
+
+# XLA's multi-threaded Eigen pool on CPU can wedge (0 % CPU, never returns) on vmapped programs
+# with JAX 0.10; seen here in the coupling fits (about 1 run in 3). Single-threaded Eigen avoids
+# it. XLA reads the flag when the backend starts, i.e. at the first computation, after this.
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    ).strip()
+
 import jax
 import pytest
 

@@ -46,5 +46,6 @@ from ._reverse_kl import (
     gaussian_vi_step as gaussian_vi_step,
     hp_from_unconstrained as hp_from_unconstrained,
     hp_to_unconstrained as hp_to_unconstrained,
+    laplace_gaussian as laplace_gaussian,
     reverse_kl_vi as reverse_kl_vi,
 )

@@ -128,7 +128,9 @@ class HybridVI(eqx.Module):
     ``posterior`` is a trained ``MeasurementPosterior`` (stage 1; trained once and reused); if
     ``None``, ``fit`` trains one for ``train_steps`` steps on simulations of the data's length.
     ``fit`` draws ``n_hp_draws`` measurement parameters, fits ``q(A | HP^(k), Y)`` for each
-    (vmapped) and returns the equal-weight mixture ``q(A | Y)`` as draws (MATH.md §4 step 3).
+    (vmapped; ``init="laplace"`` starts each from its Laplace approximation, then ``vi_steps``
+    ELBO steps polish it) and returns the equal-weight mixture ``q(A | Y)`` as draws (MATH.md §4
+    step 3).
     ``weighting="evidence"`` (our extension) instead weights component k by the self-normalised
     importance weight ``p(HP^(k)) p̂(Y | HP^(k)) / q_φ(HP^(k) | Y)``, with ``p̂`` the
     ``n_evidence``-sample importance estimate of the conditional evidence from the fitted
@@ -139,8 +141,9 @@ class HybridVI(eqx.Module):
     model: CouplingModel
     posterior: MeasurementPosterior | None = None
     n_hp_draws: int = 8
-    vi_steps: int = 400
-    learning_rate: float = 2e-2
+    vi_steps: int = 100
+    learning_rate: float = 1e-3
+    init: str = "laplace"
     n_mc: int = 2
     draws_per_component: int = 250
     train_steps: int = 1000
@@ -162,13 +165,16 @@ class HybridVI(eqx.Module):
             raise ValueError(
                 f"argument 'likelihood' must be 'kalman' (exact) or 'whittle' (fast), got {self.likelihood!r}."
             )
+        if self.init not in ("laplace", "prior"):
+            raise ValueError(f"argument 'init' must be 'laplace' or 'prior', got {self.init!r}.")
         if self.weighting not in ("uniform", "evidence"):
             raise ValueError(
                 f"argument 'weighting' must be 'uniform' or 'evidence', got {self.weighting!r}."
             )
+        if not isinstance(self.vi_steps, int) or self.vi_steps < 0:
+            raise ValueError(f"argument 'vi_steps' must be an int >= 0, got {self.vi_steps!r}.")
         for name in (
             "n_hp_draws",
-            "vi_steps",
             "n_mc",
             "draws_per_component",
             "train_steps",
@@ -201,6 +207,7 @@ class HybridVI(eqx.Module):
             learning_rate=self.learning_rate,
             n_mc=self.n_mc,
             likelihood=self.likelihood,
+            init=self.init,
             progress=self.progress,
         )
         n = self.model.n_nodes

@@ -10,8 +10,10 @@ from bayesflow_nets.coupling import (
     CouplingParams,
     HybridVI,
     check_data,
+    fit_conditional_couplings,
     fit_gaussian_vi,
     input_drive,
+    laplace_gaussian,
     rdcm,
     rdcm_posterior,
     reverse_kl_vi,
@@ -92,6 +94,60 @@ def test_gaussian_vi_recovers_gaussian_target():
     np.testing.assert_allclose(res.mean, m, atol=0.05)
     np.testing.assert_allclose(res.scale_tril @ res.scale_tril.T, S, atol=0.05)
     assert bool(res.finite)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_laplace_gaussian_is_exact_on_a_gaussian_target(batched):
+    # log-quadratic target: the mode is m and the inverse Hessian is S, so N(ẑ, H⁻¹) = N(m, S)
+    m = jnp.array([1.0, -2.0, 0.5])
+    Lt = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.7, 0.0], [-0.3, 0.2, 0.4]])
+    S = Lt @ Lt.T
+    P = jnp.linalg.inv(S)
+
+    def logp(z, aux, data):
+        d = z - aux
+        return -0.5 * d @ P @ d
+
+    aux, init = (jnp.stack([m, m + 1.0]), jnp.zeros((2, 3))) if batched else (m, jnp.zeros(3))
+    mean, L, ok = laplace_gaussian(
+        logp, aux, init, maxiter=500, batched=batched, min_precision=1e-3
+    )
+    np.testing.assert_allclose(mean, aux, atol=1e-3)
+    np.testing.assert_allclose(L @ jnp.swapaxes(L, -1, -2), jnp.broadcast_to(S, L.shape), atol=1e-4)
+    assert bool(jnp.all(ok))
+    # the eigenvalue floor: precisions below min_precision are raised to it (wider, still valid)
+    _, L2, _ = laplace_gaussian(logp, m, jnp.zeros(3), maxiter=500, min_precision=10.0)
+    cov = L2 @ L2.T
+    assert float(jnp.max(jnp.linalg.eigvalsh(cov))) <= 0.1 + 1e-5
+    # steps=0 returns that start unchanged
+    res = fit_gaussian_vi(
+        jax.random.key(0),
+        logp,
+        m,
+        mean if not batched else mean[0],
+        init_scale=L if not batched else L[0],
+        steps=0,
+    )
+    np.testing.assert_allclose(res.scale_tril @ res.scale_tril.T, S, atol=1e-4)
+
+
+def test_stage2_from_laplace_start_recovers_couplings():
+    # regression test: from the prior mean, Adam at the old default step (2e-2) inflated q's
+    # scales until the ELBO was thousands of nats below the optimum (posterior sd ~1 vs prior 0.3)
+    model = CouplingModel(n_nodes=3, tr=2.0, max_delay=3.0)
+    A = jnp.array([[-0.5, 0.0, 0.0], [0.35, -0.5, 0.0], [0.0, -0.3, -0.5]])
+    params = CouplingParams(A, jnp.array([0.5, 2.0, 1.0]), jnp.ones(3), jnp.full(3, 0.1))
+    _, Y = simulate(jax.random.key(0), params, model, 300)
+    Y = Y - Y.mean(axis=0)
+    hp = (params.delays[None], params.hrf_scale[None], params.noise_scale[None])
+    res = fit_conditional_couplings(jax.random.key(1), model, Y, *hp, likelihood="whittle")
+    mean = res.mean[0].reshape(3, 3)
+    sd = jnp.sqrt(jnp.diagonal(res.scale_tril[0] @ res.scale_tril[0].T)).reshape(3, 3)
+    off = ~np.eye(3, dtype=bool)
+    z = np.abs(np.asarray((mean - A) / sd))[off]
+    assert np.all(z < 3.5), z
+    assert float(jnp.max(sd)) < 0.1  # concentrated: prior sd is 0.3 off the diagonal
+    assert bool(res.finite[0])
 
 
 def test_bad_inputs_raise_before_training():
