@@ -92,51 +92,72 @@ def gaussian_vi_init(optimizer, mean: Array, init_scale: float | Array) -> Gauss
     return GaussianVIState(mean, raw, optimizer.init((mean, raw)), jnp.asarray(0))
 
 
-_NEWTON_STEPS = 3
-
-
-def _laplace_one(logp, aux, data, m0, maxiter, min_precision):
-    """MAP of ``logp(·, aux, data)`` by ``maxiter`` deterministic Adam steps from ``m0`` (step 0.02
-    with cosine decay; a fixed-length scan, no line search), then ``_NEWTON_STEPS`` guarded Newton
-    steps, and the Cholesky factor of the inverse Hessian there (eigenvalues floored at
-    ``min_precision``); falls back to ``m0`` if the search leaves the finite region."""
-    f = lambda z: -logp(z, aux, data)  # noqa: E731
-    opt = optax.adam(optax.cosine_decay_schedule(0.02, maxiter, alpha=0.01))
-    value_and_grad = jax.value_and_grad(f)
+@eqx.filter_jit
+def _adam_to_mode(logp, z, aux, data, steps):
+    """``steps`` deterministic Adam steps on ``−logp`` (0.02, cosine decay): small steps stay in
+    the basin of the start (L-BFGS's long first step can land in a spurious Whittle mode)."""
+    f = lambda x: -logp(x, aux, data)  # noqa: E731
+    opt = optax.adam(optax.cosine_decay_schedule(0.02, steps, alpha=0.01))
 
     def body(carry, _):
-        z, state = carry
-        v, g = value_and_grad(z)
-        ok = jnp.isfinite(v) & jnp.all(jnp.isfinite(g))
-        updates, new_state = opt.update(jnp.where(ok, g, 0.0), state, z)
-        z_new = jnp.where(ok, optax.apply_updates(z, updates), z)
-        return (z_new, new_state), v
+        x, state = carry
+        g = jax.grad(f)(x)
+        ok = jnp.all(jnp.isfinite(g))
+        updates, state = opt.update(jnp.where(ok, g, 0.0), state, x)
+        return (jnp.where(ok, optax.apply_updates(x, updates), x), state), None
 
-    (z, _), _ = jax.lax.scan(body, (m0, opt.init(m0)), None, length=maxiter)
-    ok = jnp.isfinite(f(z))
-    z = jnp.where(ok, z, m0)
-
-    def floored_hessian(z):
-        H = jax.hessian(f)(z)
-        w, V = jnp.linalg.eigh(0.5 * (H + H.T))
-        return jnp.maximum(jnp.where(jnp.isfinite(w), w, min_precision), min_precision), V
-
-    for _ in range(_NEWTON_STEPS):  # polish: exact on a quadratic, quadratic convergence near it
-        w, V = floored_hessian(z)
-        z_new = z - V @ ((V.T @ jax.grad(f)(z)) / w)
-        better = jnp.isfinite(f(z_new)) & (f(z_new) <= f(z)) & jnp.all(jnp.isfinite(z_new))
-        z = jnp.where(better, z_new, z)
-    w, V = floored_hessian(z)
-    L = jnp.linalg.cholesky((V / w) @ V.T)
-    ok = ok & jnp.all(jnp.isfinite(L))
-    d = m0.shape[0]
-    return z, jnp.where(ok, L, jnp.eye(d, dtype=m0.dtype) / jnp.sqrt(min_precision)), ok
+    (x, _), _ = jax.lax.scan(body, (z, opt.init(z)), None, length=steps)
+    return x
 
 
 @eqx.filter_jit
-def _laplace(logp, aux, init_mean, data, maxiter, min_precision, batched):
-    one = lambda a, m: _laplace_one(logp, a, data, m, maxiter, min_precision)  # noqa: E731
-    return jax.vmap(one)(aux, init_mean) if batched else one(aux, init_mean)
+def _neg_value_and_grad(logp, z, aux, data):
+    return jax.value_and_grad(lambda x: -logp(x, aux, data))(z)
+
+
+def _laplace_one(logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: float):
+    """One problem: ``maxiter`` jitted Adam steps towards the mode of ``logp``, then on the host up
+    to three guarded Newton steps, central differences of that
+    gradient for the Hessian, eigenvalues floored at ``min_precision``. Falls back to ``m0`` and ``min_precision⁻¹ᐟ² I`` when the
+    search leaves the finite region."""
+    dtype = m0.dtype
+
+    def fun(x):
+        v, g = _neg_value_and_grad(logp, jnp.asarray(x, dtype), aux, data)
+        v, g = float(v), np.asarray(g, np.float64)
+        if not (np.isfinite(v) and np.all(np.isfinite(g))):
+            return np.inf, np.zeros_like(g)
+        return v, g
+
+    z = np.asarray(_adam_to_mode(logp, jnp.asarray(m0), aux, data, maxiter), np.float64)
+    if not np.isfinite(fun(z)[0]):
+        z = np.asarray(m0, np.float64)
+    d = z.shape[0]
+
+    def floored_hessian(z):
+        h = 1e-3 * (1.0 + np.abs(z))
+        H = np.empty((d, d))
+        for i in range(d):
+            e = np.zeros(d)
+            e[i] = h[i]
+            H[i] = (fun(z + e)[1] - fun(z - e)[1]) / (2 * h[i])
+        w, V = np.linalg.eigh(0.5 * (H + H.T))
+        ok = bool(np.all(np.isfinite(w)))
+        return np.maximum(np.where(np.isfinite(w), w, min_precision), min_precision), V, ok
+
+    f_z = fun(z)[0]
+    for _ in range(3):  # guarded Newton steps: Adam ends near, not at, the mode
+        w, V, ok = floored_hessian(z)
+        if not ok:
+            break
+        z_new = z - V @ ((V.T @ fun(z)[1]) / w)
+        f_new = fun(z_new)[0]
+        if not f_new <= f_z:
+            break
+        z, f_z = z_new, f_new
+    w, V, ok = floored_hessian(z)
+    L = np.linalg.cholesky((V / w) @ V.T) if ok else np.eye(d) / np.sqrt(min_precision)
+    return z.astype(dtype), L.astype(dtype), ok
 
 
 def laplace_gaussian(
@@ -151,19 +172,35 @@ def laplace_gaussian(
 ) -> tuple[Array, Array, Array]:
     """Laplace approximation ``N(ẑ, H⁻¹)`` of ``exp logp(z, aux, data)``: ``(mean, scale_tril, ok)``.
 
-    ``ẑ`` is found by ``maxiter`` deterministic Adam steps from ``init_mean`` (a fixed-length
-    scan: no data-dependent loop, so it vmaps into one program) and three Newton steps (each kept
-    only if it lowers ``−logp``); ``H`` is the exact Hessian
-    of ``−logp`` at ``ẑ`` with eigenvalues floored at ``min_precision`` (a non-concave point gives
-    a wide, not an invalid, Gaussian). ``batched=True`` solves a leading batch of problems with
-    ``jax.vmap`` (``aux`` and ``init_mean`` batched, ``data`` shared). The start of the
-    reverse-KL fits, so that Adam only polishes a Gaussian already near the optimum.
+    ``ẑ`` is found by ``maxiter`` deterministic Adam steps from ``init_mean`` (one jitted scan per
+    problem), then up to three Newton steps (each kept only if it lowers ``−logp``); ``H`` is the Hessian of ``−logp`` at ``ẑ`` by central differences of that
+    gradient, with eigenvalues floored at ``min_precision`` (a non-concave point gives a wide,
+    not an invalid, Gaussian). ``batched=True`` solves a leading batch of problems (``aux`` and
+    ``init_mean`` batched, ``data`` shared) one after the other. The start of the reverse-KL
+    fits, so that Adam only polishes a Gaussian already near the optimum. (Host-side by design:
+    the same computation as one vmapped XLA program — forward-mode Hessian, or an Adam scan to
+    the mode — intermittently never returned on CPU with JAX 0.10.)
     """
     if not isinstance(maxiter, int) or maxiter < 1:
         raise ValueError(f"argument 'maxiter' must be an int >= 1, got {maxiter!r}.")
     if not (min_precision > 0):
         raise ValueError(f"argument 'min_precision' must be > 0, got {min_precision!r}.")
-    return _laplace(logp, aux, init_mean, data, maxiter, float(min_precision), batched)
+    m = np.asarray(init_mean)
+    if not batched:
+        z, L, ok = _laplace_one(logp, aux, data, m, maxiter, float(min_precision))
+        return jnp.asarray(z), jnp.asarray(L), jnp.asarray(ok)
+    out = [
+        _laplace_one(
+            logp,
+            jax.tree_util.tree_map(lambda a, k=k: a[k], aux),
+            data,
+            m[k],
+            maxiter,
+            float(min_precision),
+        )
+        for k in range(m.shape[0])
+    ]
+    return tuple(jnp.asarray(np.stack(x)) for x in zip(*out))
 
 
 def gaussian_vi_step(state: GaussianVIState, key, optimizer, logp, aux, n_mc: int):
@@ -337,7 +374,7 @@ def fit_conditional_couplings(
 
     ``likelihood="kalman"`` (exact) or ``"whittle"`` (frequency-domain approximation, much faster).
     ``init="laplace"`` (default) starts each ``q`` at the Laplace approximation of its conditional
-    posterior (``laplace_gaussian``, ``laplace_iters`` optimiser steps to the mode), so the ``steps`` Adam
+    posterior (``laplace_gaussian``, ``laplace_iters`` Adam steps to the mode), so the ``steps`` Adam
     steps on the ELBO only polish it (``steps=0``: the Laplace approximation itself);
     ``init="prior"`` starts at ``N(prior mean, init_scale² I)``.
     """

@@ -232,7 +232,7 @@ def test_conditional_evidence_matches_reference_importance_sampling(x64):
     _, Y = simulate(jax.random.key(5), p, model, 80)
     d, s, sig = p.delays[None], p.hrf_scale[None], p.noise_scale[None]
     fit = fit_conditional_couplings(
-        jax.random.key(6), model, Y, d, s, sig, steps=300, learning_rate=0.02, n_mc=8
+        jax.random.key(6), model, Y, d, s, sig, steps=300, learning_rate=3e-3, n_mc=8
     )
     est = conditional_log_evidence(jax.random.key(7), model, Y, d, s, sig, fit, n_samples=64)
     # reference: 10000 draws from q widened ×1.5 (heavier than the target on every axis)
@@ -273,8 +273,6 @@ def _driver_case(post, lik: str, seed: int, weighting: str = "uniform"):
         model,
         post,
         n_hp_draws=32,
-        vi_steps=150,
-        learning_rate=0.05,
         n_mc=4,
         likelihood=lik,
         weighting=weighting,
