@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
-# XLA's multi-threaded Eigen pool on CPU can wedge on these vmapped fits (JAX 0.10; see
-# docs/coupling.md); single-threaded Eigen avoids it. Must be set before JAX starts.
+# XLA on CPU (JAX 0.10) intermittently never returned from some vmapped coupling programs (see
+# docs/coupling.md); single-threaded Eigen made that rarer. Must be set before JAX starts.
 if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"

@@ -1,8 +1,8 @@
 import os
 
-# XLA's multi-threaded Eigen pool on CPU can wedge (0 % CPU, never returns) on vmapped programs
-# with JAX 0.10; seen here in the coupling fits (about 1 run in 3). Single-threaded Eigen avoids
-# it. XLA reads the flag when the backend starts, i.e. at the first computation, after this.
+# XLA on CPU (JAX 0.10) intermittently never returned from some vmapped coupling programs (see
+# docs/coupling.md); single-threaded Eigen made that rarer in one A/B but did not prevent it, so
+# those programs were restructured too. XLA reads the flag at the first computation, after this.
 if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"

@@ -17,6 +17,7 @@ from ._model import CouplingModel, check_data
 from ._rdcm import RDCMResult
 from ._reverse_kl import (
     ReverseKLResult,
+    _check_init,
     _log_prior_hp_unconstrained,
     conditional_log_evidence,
     fit_conditional_couplings,
@@ -165,8 +166,7 @@ class HybridVI(eqx.Module):
             raise ValueError(
                 f"argument 'likelihood' must be 'kalman' (exact) or 'whittle' (fast), got {self.likelihood!r}."
             )
-        if self.init not in ("laplace", "prior"):
-            raise ValueError(f"argument 'init' must be 'laplace' or 'prior', got {self.init!r}.")
+        _check_init(self.init)
         if self.weighting not in ("uniform", "evidence"):
             raise ValueError(
                 f"argument 'weighting' must be 'uniform' or 'evidence', got {self.weighting!r}."

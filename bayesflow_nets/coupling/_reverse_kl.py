@@ -81,14 +81,12 @@ def _neg_elbo(params, key, logp, aux, n_mc):
 def gaussian_vi_init(optimizer, mean: Array, init_scale: float | Array) -> GaussianVIState:
     """Initial state: ``q = N(mean, init_scale² I)``, or ``N(mean, L Lᵀ)`` when ``init_scale``
     is a lower-triangular ``L`` (``d × d``, positive diagonal)."""
-    d = mean.shape[0]
     init_scale = jnp.asarray(init_scale, mean.dtype)
     if init_scale.ndim == 2:
-        diag = jnp.diagonal(init_scale)
-        raw = jnp.tril(init_scale, -1) + jnp.diag(diag + jnp.log(-jnp.expm1(-diag)))
+        tril, diag = jnp.tril(init_scale, -1), jnp.diagonal(init_scale)
     else:
-        scale = jnp.broadcast_to(init_scale, (d,))
-        raw = jnp.diag(scale + jnp.log(-jnp.expm1(-scale)))  # softplus⁻¹
+        tril, diag = 0.0, jnp.broadcast_to(init_scale, mean.shape)
+    raw = tril + jnp.diag(diag + jnp.log(-jnp.expm1(-diag)))  # softplus⁻¹ on the diagonal
     return GaussianVIState(mean, raw, optimizer.init((mean, raw)), jnp.asarray(0))
 
 
@@ -116,10 +114,10 @@ def _neg_value_and_grad(logp, z, aux, data):
 
 
 def _laplace_one(logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: float):
-    """One problem: ``maxiter`` jitted Adam steps towards the mode of ``logp``, then on the host up
-    to three guarded Newton steps, central differences of that
-    gradient for the Hessian, eigenvalues floored at ``min_precision``. Falls back to ``m0`` and ``min_precision⁻¹ᐟ² I`` when the
-    search leaves the finite region."""
+    """One problem: ``maxiter`` jitted Adam steps towards the mode of ``logp``, then on the host
+    up to three guarded Newton steps and the Hessian by central differences of the gradient,
+    eigenvalues floored at ``min_precision``. Falls back to ``m0`` and ``min_precision⁻¹ᐟ² I``
+    when the search leaves the finite region."""
     dtype = m0.dtype
 
     def fun(x):
@@ -172,9 +170,9 @@ def laplace_gaussian(
 ) -> tuple[Array, Array, Array]:
     """Laplace approximation ``N(ẑ, H⁻¹)`` of ``exp logp(z, aux, data)``: ``(mean, scale_tril, ok)``.
 
-    ``ẑ`` is found by ``maxiter`` deterministic Adam steps from ``init_mean`` (one jitted scan per
-    problem), then up to three Newton steps (each kept only if it lowers ``−logp``); ``H`` is the Hessian of ``−logp`` at ``ẑ`` by central differences of that
-    gradient, with eigenvalues floored at ``min_precision`` (a non-concave point gives a wide,
+    ``ẑ`` is found by ``maxiter`` deterministic Adam steps from ``init_mean`` (one jitted scan
+    per problem), then up to three Newton steps (each kept only if it lowers ``−logp``); ``H`` is
+    the Hessian of ``−logp`` at ``ẑ`` by central differences of the gradient, with eigenvalues floored at ``min_precision`` (a non-concave point gives a wide,
     not an invalid, Gaussian). ``batched=True`` solves a leading batch of problems (``aux`` and
     ``init_mean`` batched, ``data`` shared) one after the other. The start of the reverse-KL
     fits, so that Adam only polishes a Gaussian already near the optimum. (Host-side by design:
@@ -342,6 +340,7 @@ def _joint_logp(z, aux, Y, *, model, likelihood):
 
 
 def _check_init(init: str) -> None:
+    """The stage-2 start: ``"laplace"`` or ``"prior"``."""
     if init not in ("laplace", "prior"):
         raise ValueError(f"argument 'init' must be 'laplace' or 'prior', got {init!r}.")
 

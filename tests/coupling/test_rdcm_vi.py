@@ -70,8 +70,9 @@ def test_rdcm_posterior_draws_match_moments(rdcm_data):
     np.testing.assert_allclose(post.sd, res.sd, rtol=0.1)
 
 
-def test_gaussian_vi_recovers_gaussian_target():
-    # target N(m, S): the optimal full-rank Gaussian q is the target itself
+def _gaussian_target():
+    """``(m, S, logp)``: a correlated 3-d Gaussian ``N(m, S)``, ``logp(z, aux, data)`` centred at
+    ``aux``."""
     m = jnp.array([1.0, -2.0, 0.5])
     Lt = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.7, 0.0], [-0.3, 0.2, 0.4]])
     S = Lt @ Lt.T
@@ -80,6 +81,13 @@ def test_gaussian_vi_recovers_gaussian_target():
     def logp(z, aux, data):
         d = z - aux
         return -0.5 * d @ P @ d
+
+    return m, S, logp
+
+
+def test_gaussian_vi_recovers_gaussian_target():
+    # target N(m, S): the optimal full-rank Gaussian q is the target itself
+    m, S, logp = _gaussian_target()
 
     res = fit_gaussian_vi(
         jax.random.key(0),
@@ -99,14 +107,7 @@ def test_gaussian_vi_recovers_gaussian_target():
 @pytest.mark.parametrize("batched", [False, True])
 def test_laplace_gaussian_is_exact_on_a_gaussian_target(batched):
     # log-quadratic target: the mode is m and the inverse Hessian is S, so N(ẑ, H⁻¹) = N(m, S)
-    m = jnp.array([1.0, -2.0, 0.5])
-    Lt = jnp.array([[1.0, 0.0, 0.0], [0.5, 0.7, 0.0], [-0.3, 0.2, 0.4]])
-    S = Lt @ Lt.T
-    P = jnp.linalg.inv(S)
-
-    def logp(z, aux, data):
-        d = z - aux
-        return -0.5 * d @ P @ d
+    m, S, logp = _gaussian_target()
 
     aux, init = (jnp.stack([m, m + 1.0]), jnp.zeros((2, 3))) if batched else (m, jnp.zeros(3))
     mean, L, ok = laplace_gaussian(
