@@ -9,6 +9,8 @@ from ._hybrid import (
 from ._kalman import (
     kalman_log_likelihood as kalman_log_likelihood,
     kalman_log_likelihood_params as kalman_log_likelihood_params,
+    measurement_autocovariance as measurement_autocovariance,
+    stationary_covariance as stationary_covariance,
     whittle_log_likelihood as whittle_log_likelihood,
 )
 from ._measurement import (

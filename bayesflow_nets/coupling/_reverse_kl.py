@@ -23,6 +23,7 @@ import jax.scipy.stats as jstats
 import numpy as np
 import optax
 from jaxtyping import Array, Float, Key, PRNGKeyArray
+from scipy.optimize import minimize
 
 from ._kalman import kalman_log_likelihood, whittle_log_likelihood
 from ._model import CouplingModel, check_data, measurement_kernel
@@ -93,24 +94,39 @@ def gaussian_vi_init(optimizer, mean: Array, init_scale: float | Array) -> Gauss
 @eqx.filter_jit
 def _adam_to_mode(logp, z, aux, data, steps):
     """``steps`` deterministic Adam steps on ``−logp`` (0.02, cosine decay): small steps stay in
-    the basin of the start (L-BFGS's long first step can land in a spurious Whittle mode)."""
+    the basin of the start (L-BFGS's long first step can land in a spurious Whittle mode). A
+    step into the non-finite region (e.g. an unstable network) is halved back towards the last
+    finite point."""
     f = lambda x: -logp(x, aux, data)  # noqa: E731
     opt = optax.adam(optax.cosine_decay_schedule(0.02, steps, alpha=0.01))
 
     def body(carry, _):
-        x, state = carry
-        g = jax.grad(f)(x)
-        ok = jnp.all(jnp.isfinite(g))
-        updates, state = opt.update(jnp.where(ok, g, 0.0), state, x)
-        return (jnp.where(ok, optax.apply_updates(x, updates), x), state), None
+        x, good, state = carry
+        v, g = jax.value_and_grad(f)(x)
+        ok = jnp.isfinite(v) & jnp.all(jnp.isfinite(g))
+        updates, new_state = opt.update(jnp.where(ok, g, 0.0), state, x)
+        state = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new_state, state)
+        x_next = jnp.where(ok, optax.apply_updates(x, updates), 0.5 * (x + good))
+        return (x_next, jnp.where(ok, x, good), state), None
 
-    (x, _), _ = jax.lax.scan(body, (z, opt.init(z)), None, length=steps)
-    return x
+    (_, good, _), _ = jax.lax.scan(body, (z, z, opt.init(z)), None, length=steps)
+    return good  # the last iterate with a finite value and gradient
 
 
 @eqx.filter_jit
 def _neg_value_and_grad(logp, z, aux, data):
     return jax.value_and_grad(lambda x: -logp(x, aux, data))(z)
+
+
+def _host_value_and_grad(logp, aux, data, dtype):
+    def fun(x):
+        v, g = _neg_value_and_grad(logp, jnp.asarray(x, dtype), aux, data)
+        v, g = float(v), np.asarray(g, np.float64)
+        if not (np.isfinite(v) and np.all(np.isfinite(g))):
+            return np.inf, np.zeros_like(g)
+        return v, g
+
+    return fun
 
 
 def _laplace_one(logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: float):
@@ -119,14 +135,7 @@ def _laplace_one(logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: f
     eigenvalues floored at ``min_precision``. Falls back to ``m0`` and ``min_precision⁻¹ᐟ² I``
     when the search leaves the finite region."""
     dtype = m0.dtype
-
-    def fun(x):
-        v, g = _neg_value_and_grad(logp, jnp.asarray(x, dtype), aux, data)
-        v, g = float(v), np.asarray(g, np.float64)
-        if not (np.isfinite(v) and np.all(np.isfinite(g))):
-            return np.inf, np.zeros_like(g)
-        return v, g
-
+    fun = _host_value_and_grad(logp, aux, data, dtype)
     z = np.asarray(_adam_to_mode(logp, jnp.asarray(m0), aux, data, maxiter), np.float64)
     if not np.isfinite(fun(z)[0]):
         z = np.asarray(m0, np.float64)
@@ -158,6 +167,77 @@ def _laplace_one(logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: f
     return z.astype(dtype), L.astype(dtype), ok
 
 
+def _block_hessian(fun, z: np.ndarray, block_size: int, min_precision: float):
+    """Block-diagonal Hessian of ``fun`` at ``z`` (``d / block_size`` contiguous blocks) from
+    ``2·block_size`` gradients: direction ``j`` perturbs coordinate ``j`` of every block at once
+    (a colouring that is exact when the cross-block curvature vanishes). Returns per-block
+    eigen-pairs, eigenvalues floored at ``min_precision``, and whether all were finite."""
+    nb = z.shape[0] // block_size
+    h = (1e-3 * (1.0 + np.abs(z))).reshape(nb, block_size)
+    H = np.empty((nb, block_size, block_size))
+    for j in range(block_size):
+        e = np.zeros((nb, block_size))
+        e[:, j] = h[:, j]
+        e = e.reshape(-1)
+        diff = (fun(z + e)[1] - fun(z - e)[1]).reshape(nb, block_size)
+        H[:, :, j] = diff / (2 * h[:, j : j + 1])
+    w, V = np.linalg.eigh(0.5 * (H + np.swapaxes(H, 1, 2)))
+    ok = bool(np.all(np.isfinite(w)))
+    return np.maximum(np.where(np.isfinite(w), w, min_precision), min_precision), V, ok
+
+
+def _preconditioned_lbfgs(fun, z0: np.ndarray, w, V, maxiter: int = 10) -> np.ndarray:
+    """Minimise ``fun`` from ``z0`` by L-BFGS in whitened coordinates ``u = H^{½}(z − z0)``
+    (``H = V diag(w) Vᵀ`` block-diagonal), so that the quasi-Newton updates only have to learn
+    what the blocks miss (the cross-block curvature). Keeps ``z0`` if nothing better is found."""
+    nb, b = w.shape
+    root = V / np.sqrt(w)[:, None, :]  # H^{-½} per block
+
+    def to_z(u):
+        return z0 + np.einsum("kij,kj->ki", root, u.reshape(nb, b)).reshape(-1)
+
+    def fu(u):
+        v, g = fun(to_z(u))
+        return v, np.einsum("kij,ki->kj", root, g.reshape(nb, b)).reshape(-1)
+
+    f0 = fun(z0)[0]
+    res = minimize(
+        fu, np.zeros(z0.shape[0]), jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
+    )
+    return to_z(res.x) if np.isfinite(res.fun) and res.fun < f0 else z0
+
+
+def _laplace_blocks(logp, aux, data, m0: np.ndarray, maxiter, min_precision, block_size):
+    """Batched block-diagonal Laplace with shared curvature: problem 0 is solved by ``maxiter``
+    Adam steps from ``m0[0]``; its block Hessian ``H₀`` (``_block_hessian``) preconditions
+    10 L-BFGS steps for every problem, problem k > 0 starting at problem 0's mode; all share
+    the covariance ``H₀⁻¹``."""
+    dtype = m0.dtype
+    take = lambda k: jax.tree_util.tree_map(lambda a: a[k], aux)  # noqa: E731
+    fun0 = _host_value_and_grad(logp, take(0), data, dtype)
+    z0 = np.asarray(_adam_to_mode(logp, jnp.asarray(m0[0]), take(0), data, maxiter), np.float64)
+    if not np.isfinite(fun0(z0)[0]):
+        z0 = np.asarray(m0[0], np.float64)
+    w, V, ok = _block_hessian(fun0, z0, block_size, min_precision)
+    if not ok:
+        w, V = np.full_like(w, min_precision), np.broadcast_to(np.eye(block_size), V.shape)
+    means = [_preconditioned_lbfgs(fun0, z0, w, V)]
+    for k in range(1, m0.shape[0]):
+        fun = _host_value_and_grad(logp, take(k), data, dtype)
+        means.append(_preconditioned_lbfgs(fun, means[0], w, V))
+    blocks = np.linalg.cholesky(np.einsum("kij,kj,klj->kil", V, 1.0 / w, V))
+    d = z0.shape[0]
+    L = np.zeros((d, d))
+    for i, blk in enumerate(blocks):
+        L[i * block_size : (i + 1) * block_size, i * block_size : (i + 1) * block_size] = blk
+    K = m0.shape[0]
+    return (
+        np.stack(means).astype(dtype),
+        np.broadcast_to(L.astype(dtype), (K, d, d)),
+        np.full(K, ok),
+    )
+
+
 def laplace_gaussian(
     logp: Callable,
     aux,
@@ -167,6 +247,7 @@ def laplace_gaussian(
     maxiter: int = 300,
     min_precision: float = 1.0,
     batched: bool = False,
+    block_size: int | None = None,
 ) -> tuple[Array, Array, Array]:
     """Laplace approximation ``N(ẑ, H⁻¹)`` of ``exp logp(z, aux, data)``: ``(mean, scale_tril, ok)``.
 
@@ -175,7 +256,12 @@ def laplace_gaussian(
     the Hessian of ``−logp`` at ``ẑ`` by central differences of the gradient, with eigenvalues floored at ``min_precision`` (a non-concave point gives a wide,
     not an invalid, Gaussian). ``batched=True`` solves a leading batch of problems (``aux`` and
     ``init_mean`` batched, ``data`` shared) one after the other. The start of the reverse-KL
-    fits, so that Adam only polishes a Gaussian already near the optimum. (Host-side by design:
+    fits, so that Adam only polishes a Gaussian already near the optimum.
+
+    ``block_size=b`` (structured, for large ``d``): ``H`` is block-diagonal with ``d/b``
+    contiguous blocks (rows of ``A``: ``b = N``), estimated from ``2b`` gradients instead of
+    ``2d`` (``_block_hessian``); batched problems share the curvature of the first, each
+    reaching its own mode by preconditioned L-BFGS from the first's (``_laplace_blocks``). (Host-side by design:
     the same computation as one vmapped XLA program — forward-mode Hessian, or an Adam scan to
     the mode — intermittently never returned on CPU with JAX 0.10.)
     """
@@ -184,6 +270,17 @@ def laplace_gaussian(
     if not (min_precision > 0):
         raise ValueError(f"argument 'min_precision' must be > 0, got {min_precision!r}.")
     m = np.asarray(init_mean)
+    if block_size is not None:
+        d = m.shape[-1]
+        if not isinstance(block_size, int) or block_size < 1 or d % block_size:
+            raise ValueError(
+                f"argument 'block_size' must be None or an int >= 1 dividing the dimension {d}, got {block_size!r}."
+            )
+        if not batched:
+            aux = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], aux)
+        out = _laplace_blocks(logp, aux, data, m.reshape(-1, d), maxiter, min_precision, block_size)
+        out = tuple(jnp.asarray(x) for x in out)
+        return out if batched else tuple(x[0] for x in out)
     if not batched:
         z, L, ok = _laplace_one(logp, aux, data, m, maxiter, float(min_precision))
         return jnp.asarray(z), jnp.asarray(L), jnp.asarray(ok)
@@ -345,6 +442,14 @@ def _check_init(init: str) -> None:
         raise ValueError(f"argument 'init' must be 'laplace' or 'prior', got {init!r}.")
 
 
+def _check_covariance(covariance: str, init: str) -> None:
+    """The stage-2 covariance structure: ``"full"`` or ``"rows"`` (needs the Laplace start)."""
+    if covariance not in ("full", "rows"):
+        raise ValueError(f"argument 'covariance' must be 'full' or 'rows', got {covariance!r}.")
+    if covariance == "rows" and init != "laplace":
+        raise ValueError("argument 'covariance'='rows' needs init='laplace'.")
+
+
 def _stage2_inputs(model, Y, delays, hrf_scale, likelihood):
     """Validate the likelihood name (before any work); data as an array and the K kernels."""
     _likelihood(likelihood)
@@ -367,6 +472,7 @@ def fit_conditional_couplings(
     likelihood: str = "kalman",
     init: str = "laplace",
     laplace_iters: int = 300,
+    covariance: str = "full",
     progress: bool = False,
 ) -> GaussianVIResult:
     """Stage 2: ``q(vec A | HP^(k), Y)`` for each of the K HP draws (vmapped), MATH.md §4 step 2.
@@ -376,8 +482,13 @@ def fit_conditional_couplings(
     posterior (``laplace_gaussian``, ``laplace_iters`` Adam steps to the mode), so the ``steps`` Adam
     steps on the ELBO only polish it (``steps=0``: the Laplace approximation itself);
     ``init="prior"`` starts at ``N(prior mean, init_scale² I)``.
+    ``covariance="rows"`` (structured, for large N): the Laplace start has a row-block-diagonal
+    precision (rows of A independent, as in rDCM) shared by the K components, from ``2N``
+    gradients instead of ``2N²`` (``laplace_gaussian(block_size=N)``); at N = 10 its marginal
+    sds were within 1.5 % of the full Laplace's. Use it with ``steps=0`` when N² is large.
     """
     _check_init(init)
+    _check_covariance(covariance, init)
     n = model.n_nodes
     Y, kernels = _stage2_inputs(model, Y, delays, hrf_scale, likelihood)
     k = kernels.shape[0]
@@ -394,6 +505,7 @@ def fit_conditional_couplings(
             maxiter=laplace_iters,
             min_precision=1.0 / float(jnp.max(model.prior_sd_A())) ** 2,
             batched=True,
+            block_size=n if covariance == "rows" else None,
         )
     return fit_gaussian_vi(
         jax.random.split(key, k),

@@ -15,6 +15,7 @@ from bayesflow_nets.coupling import (
     double_gamma_hrf,
     kalman_log_likelihood_params,
     log_joint,
+    measurement_autocovariance,
     measurement_kernel,
     observe,
     sample_prior,
@@ -112,6 +113,40 @@ def test_kalman_matches_dense_gaussian_marginal(x64, seed):
         model, params.A, params.delays, params.hrf_scale, params.noise_scale, Y
     )
     np.testing.assert_allclose(kal, dense, rtol=1e-9)
+
+
+def test_measurement_autocovariance_matches_dense_stationary_covariance(x64):
+    # oracle: the dense covariance of simulated measurements (Jacobian of the simulator in the
+    # state noise) after a burn-in long enough for stationarity
+    model = CouplingModel(n_nodes=3, tr=2.0, max_delay=2.0, hrf_length=8.0, burn_in=80)
+    params = sample_prior(jax.random.key(3), model, jnp.float64)
+    params = params._replace(noise_scale=jnp.array([0.3, 0.6, 0.2]))
+    kern = measurement_kernel(model, params.delays, params.hrf_scale)
+    n_time, s = 8, model.n_burn + 8
+
+    def mean_of_w(wflat):
+        X = simulate_latent(model, params.A, wflat.reshape(s, 3))
+        return observe(kern, X, model.n_burn)
+
+    J = jax.jacfwd(mean_of_w)(jnp.zeros(s * 3)).reshape(n_time, 3, s * 3)
+    C = measurement_autocovariance(model, params.A, kern, params.noise_scale, 6)
+    for tau in range(-1, 6):  # C(τ) = E[y_{t+τ} y_tᵀ], t = 2
+        dense = model.state_noise**2 * J[2 + tau] @ J[2].T
+        if tau == 0:
+            dense = dense + jnp.diag(params.noise_scale**2)
+        np.testing.assert_allclose(C[tau + 1], dense, rtol=1e-8, atol=1e-12)
+
+
+def test_whittle_is_minus_inf_for_an_unstable_network():
+    from bayesflow_nets.coupling import whittle_log_likelihood
+
+    model = CouplingModel(n_nodes=2, tr=2.0, max_delay=2.0)
+    params = sample_prior(jax.random.key(0), model)
+    _, Y = simulate(jax.random.key(1), params, model, 60)
+    kern = measurement_kernel(model, params.delays, params.hrf_scale)
+    unstable = jnp.array([[0.2, 0.0], [0.0, -0.5]])  # F = I + 2A has eigenvalue 1.4
+    assert np.isfinite(whittle_log_likelihood(model, params.A, kern, params.noise_scale, Y))
+    assert whittle_log_likelihood(model, unstable, kern, params.noise_scale, Y) == -np.inf
 
 
 def test_kalman_gradient_finite_float32():

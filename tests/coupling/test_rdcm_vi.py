@@ -132,6 +132,58 @@ def test_laplace_gaussian_is_exact_on_a_gaussian_target(batched):
     np.testing.assert_allclose(res.scale_tril @ res.scale_tril.T, S, atol=1e-4)
 
 
+def test_block_laplace_is_exact_on_a_block_diagonal_gaussian():
+    # precision with two 3×3 blocks (rows of a 2×3 "A"): the coloured 2b-gradient estimate is
+    # exact, and problems that differ only in their mean share that curvature exactly
+    _, S, _ = _gaussian_target()
+    P = jnp.kron(jnp.eye(2), jnp.linalg.inv(S)) * jnp.array([1.0] * 3 + [4.0] * 3)[:, None]
+    P = 0.5 * (P + P.T)
+
+    def logp(z, aux, data):
+        d = z - aux
+        return -0.5 * d @ P @ d
+
+    centres = jnp.stack([jnp.arange(6.0) / 5, -jnp.arange(6.0) / 7, jnp.ones(6) * 0.3])
+    mean, L, ok = laplace_gaussian(
+        logp, centres, jnp.zeros((3, 6)), batched=True, block_size=3, min_precision=1e-3
+    )
+    np.testing.assert_allclose(mean, centres, atol=1e-3)
+    np.testing.assert_allclose(L[0] @ L[0].T, jnp.linalg.inv(P), atol=1e-4)
+    assert np.all(np.asarray(L[:, :3, 3:]) == 0)  # block-diagonal factor
+    assert bool(jnp.all(ok))
+    with pytest.raises(ValueError, match="'block_size' must be None or an int >= 1 dividing"):
+        laplace_gaussian(logp, centres[0], jnp.zeros(6), block_size=4)
+
+
+def test_whittle_block_laplace_matches_full_laplace_marginals():
+    # the structured stage-2 start (covariance="rows") against the full Laplace, N = 4, one HP
+    # draw: the cross-row curvature it ignores is small, so the marginal sds agree closely
+    model = CouplingModel(n_nodes=4, tr=2.0, max_delay=3.0)
+    A = jnp.array(
+        [
+            [-0.5, 0.0, 0.3, 0.0],
+            [0.35, -0.5, 0.0, 0.0],
+            [0.0, -0.3, -0.5, 0.2],
+            [0.0, 0.0, 0.0, -0.5],
+        ]
+    )
+    params = CouplingParams(A, jnp.array([0.5, 2.0, 1.0, 0.0]), jnp.ones(4), jnp.full(4, 0.1))
+    _, Y = simulate(jax.random.key(3), params, model, 300)
+    Y = Y - Y.mean(axis=0)
+    hp = (params.delays[None], params.hrf_scale[None], params.noise_scale[None])
+    fits = {
+        c: fit_conditional_couplings(
+            jax.random.key(1), model, Y, *hp, likelihood="whittle", steps=0, covariance=c
+        )
+        for c in ("full", "rows")
+    }
+    sd = {c: jnp.sqrt(jnp.diagonal(f.scale_tril[0] @ f.scale_tril[0].T)) for c, f in fits.items()}
+    np.testing.assert_allclose(
+        fits["rows"].mean, fits["full"].mean, atol=0.2 * float(sd["full"].min())
+    )
+    np.testing.assert_allclose(sd["rows"], sd["full"], rtol=0.1)
+
+
 def test_stage2_from_laplace_start_recovers_couplings():
     # regression test: from the prior mean, Adam at the old default step (2e-2) inflated q's
     # scales until the ELBO was thousands of nats below the optimum (posterior sd ~1 vs prior 0.3)
@@ -179,6 +231,10 @@ def test_bad_inputs_raise_before_training():
         CouplingModel(n_nodes=2, tr=-1.0)
     with pytest.raises(ValueError, match="'n_hp_draws' must be an int >= 1"):
         HybridVI(model, n_hp_draws=0)
+    with pytest.raises(ValueError, match="'covariance' must be 'full' or 'rows'"):
+        HybridVI(model, covariance="diag")
+    with pytest.raises(ValueError, match="'covariance'='rows' needs init='laplace'"):
+        HybridVI(model, covariance="rows", init="prior")
     # the baselines and stage 1 validate too, before any work
     with pytest.raises(ValueError, match="contains NaN at time points \\[5\\]"):
         rdcm(Ynan, 1.0)
