@@ -2,6 +2,7 @@
 
     python examples/coupling_network.py            # 10 nodes, T=300
     python examples/coupling_network.py --quick    # 4 nodes, tiny budgets (smoke test)
+    python examples/coupling_network.py --covariance rows   # structured stage 2 (large-N setting)
 
 Writes examples/coupling_network.png: truth | hybrid posterior mean | hybrid 90 % interval width
 (edges whose interval excludes 0 are outlined) | rDCM mean.
@@ -40,6 +41,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--likelihood", default="whittle", choices=["whittle", "kalman"])
+    ap.add_argument("--covariance", default="full", choices=["full", "rows"])
     args = ap.parse_args()
     n, T, train_steps, vi_steps = (4, 120, 100, 50) if args.quick else (10, 300, 1500, 100)
     model = CouplingModel(n_nodes=n, tr=2.0, max_delay=3.0)
@@ -57,9 +59,10 @@ def main():
         model,
         post,
         n_hp_draws=16,
-        vi_steps=vi_steps,
+        vi_steps=0 if args.covariance == "rows" else vi_steps,
         n_mc=4,
         likelihood=args.likelihood,
+        covariance=args.covariance,
     )
     res = hybrid.fit(Y, model.tr, key=jax.random.key(3))
     print(f"hybrid fit: {time.perf_counter() - t0:.1f} s")
