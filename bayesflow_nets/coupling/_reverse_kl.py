@@ -23,6 +23,7 @@ import jax.scipy.stats as jstats
 import numpy as np
 import optax
 from jaxtyping import Array, Float, Key, PRNGKeyArray
+from scipy.linalg import block_diag
 from scipy.optimize import minimize
 
 from ._kalman import kalman_log_likelihood, whittle_log_likelihood
@@ -129,44 +130,6 @@ def _host_value_and_grad(logp, aux, data, dtype):
     return fun
 
 
-def _laplace_one(logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: float):
-    """One problem: ``maxiter`` jitted Adam steps towards the mode of ``logp``, then on the host
-    up to three guarded Newton steps and the Hessian by central differences of the gradient,
-    eigenvalues floored at ``min_precision``. Falls back to ``m0`` and ``min_precision⁻¹ᐟ² I``
-    when the search leaves the finite region."""
-    dtype = m0.dtype
-    fun = _host_value_and_grad(logp, aux, data, dtype)
-    z = np.asarray(_adam_to_mode(logp, jnp.asarray(m0), aux, data, maxiter), np.float64)
-    if not np.isfinite(fun(z)[0]):
-        z = np.asarray(m0, np.float64)
-    d = z.shape[0]
-
-    def floored_hessian(z):
-        h = 1e-3 * (1.0 + np.abs(z))
-        H = np.empty((d, d))
-        for i in range(d):
-            e = np.zeros(d)
-            e[i] = h[i]
-            H[i] = (fun(z + e)[1] - fun(z - e)[1]) / (2 * h[i])
-        w, V = np.linalg.eigh(0.5 * (H + H.T))
-        ok = bool(np.all(np.isfinite(w)))
-        return np.maximum(np.where(np.isfinite(w), w, min_precision), min_precision), V, ok
-
-    f_z = fun(z)[0]
-    for _ in range(3):  # guarded Newton steps: Adam ends near, not at, the mode
-        w, V, ok = floored_hessian(z)
-        if not ok:
-            break
-        z_new = z - V @ ((V.T @ fun(z)[1]) / w)
-        f_new = fun(z_new)[0]
-        if not f_new <= f_z:
-            break
-        z, f_z = z_new, f_new
-    w, V, ok = floored_hessian(z)
-    L = np.linalg.cholesky((V / w) @ V.T) if ok else np.eye(d) / np.sqrt(min_precision)
-    return z.astype(dtype), L.astype(dtype), ok
-
-
 def _block_hessian(fun, z: np.ndarray, block_size: int, min_precision: float):
     """Block-diagonal Hessian of ``fun`` at ``z`` (``d / block_size`` contiguous blocks) from
     ``2·block_size`` gradients: direction ``j`` perturbs coordinate ``j`` of every block at once
@@ -184,6 +147,37 @@ def _block_hessian(fun, z: np.ndarray, block_size: int, min_precision: float):
     w, V = np.linalg.eigh(0.5 * (H + np.swapaxes(H, 1, 2)))
     ok = bool(np.all(np.isfinite(w)))
     return np.maximum(np.where(np.isfinite(w), w, min_precision), min_precision), V, ok
+
+
+def _laplace_one(logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: float):
+    """One problem: ``maxiter`` jitted Adam steps towards the mode of ``logp``, then on the host
+    up to three guarded Newton steps and the Hessian by central differences of the gradient,
+    eigenvalues floored at ``min_precision``. Falls back to ``m0`` and ``min_precision⁻¹ᐟ² I``
+    when the search leaves the finite region."""
+    dtype = m0.dtype
+    fun = _host_value_and_grad(logp, aux, data, dtype)
+    z = np.asarray(_adam_to_mode(logp, jnp.asarray(m0), aux, data, maxiter), np.float64)
+    if not np.isfinite(fun(z)[0]):
+        z = np.asarray(m0, np.float64)
+    d = z.shape[0]
+
+    def floored_hessian(z):  # the full Hessian: a single block
+        w, V, ok = _block_hessian(fun, z, d, min_precision)
+        return w[0], V[0], ok
+
+    f_z = fun(z)[0]
+    for _ in range(3):  # guarded Newton steps: Adam ends near, not at, the mode
+        w, V, ok = floored_hessian(z)
+        if not ok:
+            break
+        z_new = z - V @ ((V.T @ fun(z)[1]) / w)
+        f_new = fun(z_new)[0]
+        if not f_new <= f_z:
+            break
+        z, f_z = z_new, f_new
+    w, V, ok = floored_hessian(z)
+    L = np.linalg.cholesky((V / w) @ V.T) if ok else np.eye(d) / np.sqrt(min_precision)
+    return z.astype(dtype), L.astype(dtype), ok
 
 
 def _preconditioned_lbfgs(fun, z0: np.ndarray, w, V, maxiter: int = 10) -> np.ndarray:
@@ -225,12 +219,8 @@ def _laplace_blocks(logp, aux, data, m0: np.ndarray, maxiter, min_precision, blo
     for k in range(1, m0.shape[0]):
         fun = _host_value_and_grad(logp, take(k), data, dtype)
         means.append(_preconditioned_lbfgs(fun, means[0], w, V))
-    blocks = np.linalg.cholesky(np.einsum("kij,kj,klj->kil", V, 1.0 / w, V))
-    d = z0.shape[0]
-    L = np.zeros((d, d))
-    for i, blk in enumerate(blocks):
-        L[i * block_size : (i + 1) * block_size, i * block_size : (i + 1) * block_size] = blk
-    K = m0.shape[0]
+    L = block_diag(*np.linalg.cholesky(np.einsum("kij,kj,klj->kil", V, 1.0 / w, V)))
+    K, d = m0.shape
     return (
         np.stack(means).astype(dtype),
         np.broadcast_to(L.astype(dtype), (K, d, d)),

@@ -21,6 +21,7 @@ from bayesflow_nets.coupling import (
     sample_prior,
     simulate,
     simulate_latent,
+    whittle_log_likelihood,
 )
 
 
@@ -138,8 +139,6 @@ def test_measurement_autocovariance_matches_dense_stationary_covariance(x64):
 
 
 def test_whittle_is_minus_inf_for_an_unstable_network():
-    from bayesflow_nets.coupling import whittle_log_likelihood
-
     model = CouplingModel(n_nodes=2, tr=2.0, max_delay=2.0)
     params = sample_prior(jax.random.key(0), model)
     _, Y = simulate(jax.random.key(1), params, model, 60)
