@@ -49,5 +49,6 @@ from ._reverse_kl import (
     hp_from_unconstrained as hp_from_unconstrained,
     hp_to_unconstrained as hp_to_unconstrained,
     laplace_gaussian as laplace_gaussian,
+    mode_step_size as mode_step_size,
     reverse_kl_vi as reverse_kl_vi,
 )

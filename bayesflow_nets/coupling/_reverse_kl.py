@@ -36,6 +36,7 @@ __all__ = [
     "gaussian_vi_step",
     "fit_gaussian_vi",
     "laplace_gaussian",
+    "mode_step_size",
     "fit_conditional_couplings",
     "conditional_log_evidence",
     "reverse_kl_vi",
@@ -92,14 +93,23 @@ def gaussian_vi_init(optimizer, mean: Array, init_scale: float | Array) -> Gauss
     return GaussianVIState(mean, raw, optimizer.init((mean, raw)), jnp.asarray(0))
 
 
+def mode_step_size(n_nodes: int) -> float:
+    """First Adam step of the mode search over ``A`` (``N × N``): 0.02 up to N = 10, then
+    ``0.02·√(10/N)``. Adam's early steps move every entry by about the step size with mixed
+    signs, which changes ``ρ(I + TR·A)`` by about ``2·TR·step·√N``; at N = 50, T = 200 a step of
+    0.02 ran into the stability boundary (ρ ≈ 0.999, 1000 nats short of the mode) where
+    ``0.02·√(10/50)`` reached the mode in the same 100 steps."""
+    return 0.02 * min(1.0, math.sqrt(10.0 / n_nodes))
+
+
 @eqx.filter_jit
-def _adam_to_mode(logp, z, aux, data, steps):
-    """``steps`` deterministic Adam steps on ``−logp`` (0.02, cosine decay): small steps stay in
-    the basin of the start (L-BFGS's long first step can land in a spurious Whittle mode). A
-    step into the non-finite region (e.g. an unstable network) is halved back towards the last
-    finite point."""
+def _adam_to_mode(logp, z, aux, data, steps, step_size=0.02):
+    """``steps`` deterministic Adam steps on ``−logp`` (``step_size``, cosine decay): small steps
+    stay in the basin of the start (L-BFGS's long first step can land in a spurious Whittle
+    mode). A step into the non-finite region (e.g. an unstable network) is halved back towards
+    the last finite point."""
     f = lambda x: -logp(x, aux, data)  # noqa: E731
-    opt = optax.adam(optax.cosine_decay_schedule(0.02, steps, alpha=0.01))
+    opt = optax.adam(optax.cosine_decay_schedule(step_size, steps, alpha=0.01))
 
     def body(carry, _):
         x, good, state = carry
@@ -149,14 +159,16 @@ def _block_hessian(fun, z: np.ndarray, block_size: int, min_precision: float):
     return np.maximum(np.where(np.isfinite(w), w, min_precision), min_precision), V, ok
 
 
-def _laplace_one(logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: float):
+def _laplace_one(
+    logp, aux, data, m0: np.ndarray, maxiter: int, min_precision: float, step_size: float
+):
     """One problem: ``maxiter`` jitted Adam steps towards the mode of ``logp``, then on the host
     up to three guarded Newton steps and the Hessian by central differences of the gradient,
     eigenvalues floored at ``min_precision``. Falls back to ``m0`` and ``min_precision⁻¹ᐟ² I``
     when the search leaves the finite region."""
     dtype = m0.dtype
     fun = _host_value_and_grad(logp, aux, data, dtype)
-    z = np.asarray(_adam_to_mode(logp, jnp.asarray(m0), aux, data, maxiter), np.float64)
+    z = np.asarray(_adam_to_mode(logp, jnp.asarray(m0), aux, data, maxiter, step_size), np.float64)
     if not np.isfinite(fun(z)[0]):
         z = np.asarray(m0, np.float64)
     d = z.shape[0]
@@ -201,7 +213,7 @@ def _preconditioned_lbfgs(fun, z0: np.ndarray, w, V, maxiter: int = 10) -> np.nd
     return to_z(res.x) if np.isfinite(res.fun) and res.fun < f0 else z0
 
 
-def _laplace_blocks(logp, aux, data, m0: np.ndarray, maxiter, min_precision, block_size):
+def _laplace_blocks(logp, aux, data, m0: np.ndarray, maxiter, min_precision, block_size, step_size):
     """Batched block-diagonal Laplace with shared curvature: problem 0 is solved by ``maxiter``
     Adam steps from ``m0[0]``; its block Hessian ``H₀`` (``_block_hessian``) preconditions
     10 L-BFGS steps for every problem, problem k > 0 starting at problem 0's mode; all share
@@ -209,7 +221,9 @@ def _laplace_blocks(logp, aux, data, m0: np.ndarray, maxiter, min_precision, blo
     dtype = m0.dtype
     take = lambda k: jax.tree_util.tree_map(lambda a: a[k], aux)  # noqa: E731
     fun0 = _host_value_and_grad(logp, take(0), data, dtype)
-    z0 = np.asarray(_adam_to_mode(logp, jnp.asarray(m0[0]), take(0), data, maxiter), np.float64)
+    z0 = np.asarray(
+        _adam_to_mode(logp, jnp.asarray(m0[0]), take(0), data, maxiter, step_size), np.float64
+    )
     if not np.isfinite(fun0(z0)[0]):
         z0 = np.asarray(m0[0], np.float64)
     w, V, ok = _block_hessian(fun0, z0, block_size, min_precision)
@@ -238,10 +252,12 @@ def laplace_gaussian(
     min_precision: float = 1.0,
     batched: bool = False,
     block_size: int | None = None,
+    step_size: float = 0.02,
 ) -> tuple[Array, Array, Array]:
     """Laplace approximation ``N(ẑ, H⁻¹)`` of ``exp logp(z, aux, data)``: ``(mean, scale_tril, ok)``.
 
-    ``ẑ`` is found by ``maxiter`` deterministic Adam steps from ``init_mean`` (one jitted scan
+    ``ẑ`` is found by ``maxiter`` deterministic Adam steps of size ``step_size`` (cosine decay;
+    ``mode_step_size(N)`` for couplings) from ``init_mean`` (one jitted scan
     per problem), then up to three Newton steps (each kept only if it lowers ``−logp``); ``H`` is
     the Hessian of ``−logp`` at ``ẑ`` by central differences of the gradient, with eigenvalues floored at ``min_precision`` (a non-concave point gives a wide,
     not an invalid, Gaussian). ``batched=True`` solves a leading batch of problems (``aux`` and
@@ -259,6 +275,8 @@ def laplace_gaussian(
         raise ValueError(f"argument 'maxiter' must be an int >= 1, got {maxiter!r}.")
     if not (min_precision > 0):
         raise ValueError(f"argument 'min_precision' must be > 0, got {min_precision!r}.")
+    if not (isinstance(step_size, (int, float)) and 0 < step_size < math.inf):
+        raise ValueError(f"argument 'step_size' must be a finite float > 0, got {step_size!r}.")
     m = np.asarray(init_mean)
     if block_size is not None:
         d = m.shape[-1]
@@ -268,11 +286,13 @@ def laplace_gaussian(
             )
         if not batched:
             aux = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], aux)
-        out = _laplace_blocks(logp, aux, data, m.reshape(-1, d), maxiter, min_precision, block_size)
+        out = _laplace_blocks(
+            logp, aux, data, m.reshape(-1, d), maxiter, min_precision, block_size, float(step_size)
+        )
         out = tuple(jnp.asarray(x) for x in out)
         return out if batched else tuple(x[0] for x in out)
     if not batched:
-        z, L, ok = _laplace_one(logp, aux, data, m, maxiter, float(min_precision))
+        z, L, ok = _laplace_one(logp, aux, data, m, maxiter, float(min_precision), float(step_size))
         return jnp.asarray(z), jnp.asarray(L), jnp.asarray(ok)
     out = [
         _laplace_one(
@@ -282,6 +302,7 @@ def laplace_gaussian(
             m[k],
             maxiter,
             float(min_precision),
+            float(step_size),
         )
         for k in range(m.shape[0])
     ]
@@ -496,6 +517,7 @@ def fit_conditional_couplings(
             min_precision=1.0 / float(jnp.max(model.prior_sd_A())) ** 2,
             batched=True,
             block_size=n if covariance == "rows" else None,
+            step_size=mode_step_size(n),
         )
     return fit_gaussian_vi(
         jax.random.split(key, k),
@@ -639,7 +661,13 @@ def reverse_kl_vi(
     if init == "laplace":
         # floor: the flattest prior curvature (the logistic delay prior's, 1/2 at its centre)
         init_mean, init_scale, _ = laplace_gaussian(
-            logp, jnp.zeros(()), init_mean, data=Y, maxiter=laplace_iters, min_precision=0.5
+            logp,
+            jnp.zeros(()),
+            init_mean,
+            data=Y,
+            maxiter=laplace_iters,
+            min_precision=0.5,
+            step_size=mode_step_size(n),
         )
     res = fit_gaussian_vi(
         key,

@@ -14,6 +14,7 @@ from bayesflow_nets.coupling import (
     fit_gaussian_vi,
     input_drive,
     laplace_gaussian,
+    mode_step_size,
     rdcm,
     rdcm_posterior,
     reverse_kl_vi,
@@ -153,6 +154,15 @@ def test_block_laplace_is_exact_on_a_block_diagonal_gaussian():
     assert bool(jnp.all(ok))
     with pytest.raises(ValueError, match="'block_size' must be None or an int >= 1 dividing"):
         laplace_gaussian(logp, centres[0], jnp.zeros(6), block_size=4)
+    with pytest.raises(ValueError, match="'step_size' must be a finite float > 0"):
+        laplace_gaussian(logp, centres[0], jnp.zeros(6), step_size=0.0)
+
+
+def test_mode_step_size_scales_with_network_size():
+    # Adam's mixed-sign first steps move rho(I + TR A) by ~ 2 TR step sqrt(N): the step keeps
+    # that move fixed beyond N = 10 and is unchanged below (the calibrated small-N settings)
+    assert mode_step_size(5) == mode_step_size(10) == 0.02
+    np.testing.assert_allclose(mode_step_size(50) * np.sqrt(50), 0.02 * np.sqrt(10))
 
 
 def test_whittle_block_laplace_matches_full_laplace_marginals():
