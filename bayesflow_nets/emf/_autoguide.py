@@ -128,17 +128,13 @@ class AutoEMF(AutoContinuous):
         key = numpyro.prng_key()
         key = jax.random.PRNGKey(0) if key is None else key
         k1, k2 = jax.random.split(key)
-        nets = [
-            make_backbone(
-                k1, self.backbone, dim, flow_layers=self.flow_layers, nn_width=self.nn_width
-            )
-        ]
+        # one compiled program builds the backbone: run eagerly, its initialisers compiled about
+        # a hundred small XLA programs (7 of the 17 s of svi.init on eight schools)
+        build = eqx.filter_jit(make_backbone)
+        opts = {"flow_layers": self.flow_layers, "nn_width": self.nn_width}
+        nets = [build(k1, self.backbone, dim, **opts)]
         if self.placement == "middle":
-            nets.append(
-                make_backbone(
-                    k2, self.backbone, dim, flow_layers=self.flow_layers, nn_width=self.nn_width
-                )
-            )
+            nets.append(build(k2, self.backbone, dim, **opts))
         params, static = eqx.partition(tuple(nets), eqx.is_inexact_array)
         flat, unravel = ravel_pytree(params)
         self._backbone_init = flat
