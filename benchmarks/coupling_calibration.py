@@ -265,12 +265,17 @@ def main():
         default=20,
         help="largest N for plain reverse-KL VI (its full Laplace needs 2(N²+3N) gradients)",
     )
+    p.add_argument("--plot", action="store_true", help="only redraw the PNG from the JSON")
     p.add_argument(
         "--fresh",
         action="store_true",
         help="drop settings kept from earlier runs and the cached stage-1 posteriors / data sets",
     )
     args = p.parse_args()
+    if args.plot:
+        path = RESULTS / "coupling_calibration.json"
+        plot(json.loads(path.read_text())["settings"], path.with_suffix(".png"))
+        return
     if args.quick:
         args.fresh = True  # a smoke run: never resumes nor keeps cached results
         args.nodes, args.times, args.datasets, args.train_steps, args.vi_steps = (
@@ -308,34 +313,41 @@ def main():
         r["args"] = vars(args)
     rows = sorted(kept + rows, key=lambda r: (r["T"], r["N"]))
     path.write_text(json.dumps({"settings": rows}, indent=2))
+    plot(rows, path.with_suffix(".png"))
+
+
+def plot(rows: list[dict], out: pathlib.Path) -> None:
+    """Coverage and AUC vs N per method and T: AUC z-score solid, threshold score dashed."""
     try:
         import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-        for T in sorted({r["T"] for r in rows}):
-            for m in ("hybrid", "rdcm", "reverse_kl_vi"):
-                pts = [(r["N"], r["methods"][m]) for r in rows if m in r["methods"] and r["T"] == T]
-                if pts:
-                    label = f"{m} T={T}"
-                    axes[0].plot(
-                        [a for a, _ in pts], [s["cover90"] for _, s in pts], "o-", label=label
-                    )
-                    axes[1].plot(
-                        [a for a, _ in pts],
-                        [np.nan if s["auc"] is None else s["auc"] for _, s in pts],
-                        "o-",
-                        label=label,
-                    )
-        axes[0].set_xscale("log")
-        axes[1].set_xscale("log")
-        axes[0].axhspan(0.85, 0.97, color="0.9")
-        axes[0].set(xlabel="N nodes", ylabel="90% coverage")
-        axes[1].set(xlabel="N nodes", ylabel="edge AUC (score |mean|/sd)")
-        axes[1].legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(path.with_suffix(".png"), dpi=120)
     except ImportError:
-        pass
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), sharex=True)
+    for T in sorted({r["T"] for r in rows}):
+        for m in ("hybrid", "rdcm", "reverse_kl_vi"):
+            pts = sorted(
+                (r["N"], r["methods"][m]) for r in rows if m in r["methods"] and r["T"] == T
+            )
+            if not pts:
+                continue
+            ns = [a for a, _ in pts]
+            label = f"{m} T={T}"
+            axes[0].plot(ns, [s["cover90"] for _, s in pts], "o-", label=label)
+            for ax, field in ((axes[1], "auc"), (axes[2], "auc_thr")):
+                vals = [np.nan if s.get(field) is None else s[field] for _, s in pts]
+                ax.plot(ns, vals, "o-", label=label)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks([5, 10, 50], ["5", "10", "50"])
+    axes[0].axhspan(0.85, 0.97, color="0.9")
+    axes[0].set(xlabel="N nodes", ylabel="90% coverage")
+    axes[1].set(xlabel="N nodes", ylabel="edge AUC, score |mean|/sd")
+    axes[2].set(xlabel="N nodes", ylabel="edge AUC, score P(|A|>0.1)")
+    axes[2].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
