@@ -158,7 +158,7 @@ def plot(table, ds, samples, path_curve, path_samples):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 seed, d ∈ {2, 8}, 4 epochs")
-    parser.add_argument("--epochs", type=int, default=15, help="max epochs per model")
+    parser.add_argument("--epochs", type=int, default=150, help="max epochs per model (early stopping ends every run before 150)")
     parser.add_argument("--patience", type=int, default=4, help="early-stopping patience")
     args = parser.parse_args()
     if args.quick:
