@@ -9,6 +9,7 @@ and NUTS (1000 warm-up + 2000 draws). Metrics (README of that folder): mean_err,
     .venv/bin/python benchmarks/emf_posteriordb.py            # full run
     .venv/bin/python benchmarks/emf_posteriordb.py --quick    # fewer steps / draws
     .venv/bin/python benchmarks/emf_posteriordb.py --only eight_schools,sblri --methods AutoEMF,NUTS
+    .venv/bin/python benchmarks/emf_posteriordb.py --isolate --methods AutoEMF,NUTS  # cold starts
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import subprocess
+import sys
 import time
 
 import numpyro
@@ -300,12 +303,25 @@ def main():
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--table", action="store_true", help="print the stored results as markdown")
+    ap.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run every (posterior, method) in a fresh Python process, so no method inherits "
+        "another's compiled XLA programs (in one process NUTS, run last, starts warm)",
+    )
     args = ap.parse_args()
     if args.table:
         print(markdown_table())
         return
     names = [n for n in POSTERIORS if not args.only or n in args.only.split(",")]
     methods = args.methods.split(",")
+    if args.isolate:
+        for name in names:
+            for method in methods:
+                cmd = [sys.executable, __file__, "--only", name, "--methods", method]
+                cmd += ["--seed", str(args.seed)] + (["--quick"] if args.quick else [])
+                subprocess.run(cmd, check=False)
+        return
     mine: list[dict] = []
 
     def save():
