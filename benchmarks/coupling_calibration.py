@@ -104,9 +104,8 @@ def stage1_posterior(model: CouplingModel, T: int, args) -> tuple[MeasurementPos
     path = RUNS / f"stage1_N{model.n_nodes}_T{T}_steps{args.train_steps}_b{args.batch}.eqx"
     meta = path.with_suffix(".json")
     key = jax.random.key(100 + model.n_nodes)
-    if path.exists() and meta.exists() and not args.fresh:
-        like = MeasurementPosterior(jax.random.split(key)[0], model)
-        return load(path, like), json.loads(meta.read_text())["train_s"]
+    if path.exists() and meta.exists() and not args.fresh:  # any key gives the template's structure
+        return load(path, MeasurementPosterior(key, model)), json.loads(meta.read_text())["train_s"]
     t0 = time.perf_counter()
     post, _ = train_measurement_posterior(
         key, model, T, steps=args.train_steps, batch_size=args.batch, progress=False
@@ -161,6 +160,7 @@ def run_setting(n: int, T: int, n_datasets: int, args) -> dict:
             done[rec["i"]] = rec
     elif log.exists():
         log.unlink()
+    RUNS.mkdir(parents=True, exist_ok=True)
     per = {"hybrid": [], "rdcm": [], "reverse_kl_vi": []}
     times = {m: [] for m in per}
     for i in range(n_datasets):
@@ -197,7 +197,6 @@ def run_setting(n: int, T: int, n_datasets: int, args) -> dict:
         for m, r in rec.items():
             per[m].append(r)
             times[m].append(r["wall_s"])
-        RUNS.mkdir(parents=True, exist_ok=True)
         with gzip.open(log, "at") as f:
             f.write(json.dumps({"i": i, "methods": rec}) + "\n")
         print(f"  N={n} T={T} data set {i + 1}/{n_datasets} done", flush=True)
@@ -317,7 +316,7 @@ def main():
 
 
 def plot(rows: list[dict], out: pathlib.Path) -> None:
-    """Coverage and AUC vs N per method and T: AUC z-score solid, threshold score dashed."""
+    """Three panels against N, per method and T: 90 % coverage, AUC (z-score), AUC (threshold)."""
     try:
         import matplotlib.pyplot as plt
     except ImportError:

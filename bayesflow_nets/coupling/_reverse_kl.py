@@ -277,6 +277,7 @@ def laplace_gaussian(
         raise ValueError(f"argument 'min_precision' must be > 0, got {min_precision!r}.")
     if not (isinstance(step_size, (int, float)) and 0 < step_size < math.inf):
         raise ValueError(f"argument 'step_size' must be a finite float > 0, got {step_size!r}.")
+    min_precision, step_size = float(min_precision), float(step_size)
     m = np.asarray(init_mean)
     if block_size is not None:
         d = m.shape[-1]
@@ -287,12 +288,12 @@ def laplace_gaussian(
         if not batched:
             aux = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], aux)
         out = _laplace_blocks(
-            logp, aux, data, m.reshape(-1, d), maxiter, min_precision, block_size, float(step_size)
+            logp, aux, data, m.reshape(-1, d), maxiter, min_precision, block_size, step_size
         )
         out = tuple(jnp.asarray(x) for x in out)
         return out if batched else tuple(x[0] for x in out)
     if not batched:
-        z, L, ok = _laplace_one(logp, aux, data, m, maxiter, float(min_precision), float(step_size))
+        z, L, ok = _laplace_one(logp, aux, data, m, maxiter, min_precision, step_size)
         return jnp.asarray(z), jnp.asarray(L), jnp.asarray(ok)
     out = [
         _laplace_one(
@@ -301,8 +302,8 @@ def laplace_gaussian(
             data,
             m[k],
             maxiter,
-            float(min_precision),
-            float(step_size),
+            min_precision,
+            step_size,
         )
         for k in range(m.shape[0])
     ]
