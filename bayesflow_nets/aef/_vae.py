@@ -11,6 +11,7 @@ from .._custom_types import Shape
 from ..bijectors import AbstractBijector
 from ._common import (
     apply_preprocess,
+    as_flow,
     as_preprocess,
     batch_of,
     check_draws,
@@ -18,6 +19,8 @@ from ._common import (
     check_net,
     check_shape,
     density_arviz,
+    flow_forward,
+    flow_inverse,
     invert_preprocess,
     normal_logpdf,
     std_normal_logpdf,
@@ -28,12 +31,14 @@ class VAE(eqx.Module):
     """Gaussian VAE on the preprocessed image y: q(z|y) = N(μ_φ(y), σ_φ(y)²), p(y|z) = N(μ_θ(z), σ_θ(z)²).
 
     log p(x) = log p(y) + preprocessing log-det; trained by the ELBO (:meth:`objective`), tested by
-    the importance-weighted bound :meth:`log_prob_iwae` (MATH.md §2, baseline).
+    the importance-weighted bound :meth:`log_prob_iwae` (MATH.md §2, baseline). The prior is
+    N(0, I), or its push-forward z = h(z₀) through an optional ``prior_flow`` h (as in the AEFs).
     """
 
     encoder: eqx.Module
     decoder: eqx.Module
     preprocess: AbstractBijector | None
+    prior_flow: AbstractBijector | None
     shape: Shape = eqx.field(static=True)
     latent_dim: int = eqx.field(static=True)
     cond_shape: None = eqx.field(static=True, default=None)
@@ -46,6 +51,7 @@ class VAE(eqx.Module):
         latent_dim: int,
         *,
         preprocess: str | AbstractBijector | None = "logit",
+        prior_flow=None,
     ):
         shape = check_shape(shape)
         if not (isinstance(latent_dim, int) and latent_dim >= 1):
@@ -55,6 +61,7 @@ class VAE(eqx.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.preprocess = as_preprocess(preprocess, shape)
+        self.prior_flow = as_flow("prior_flow", prior_flow, latent_dim)
         self.shape = shape
         self.latent_dim = latent_dim
 
@@ -66,9 +73,11 @@ class VAE(eqx.Module):
 
         def one(zk):
             mu_d, sigma_d = self.decoder(zk)
+            z0, ld_h = flow_inverse(self.prior_flow, zk)
             return (
                 normal_logpdf(y, mu_d, sigma_d)
-                + std_normal_logpdf(zk)
+                + std_normal_logpdf(z0)
+                + ld_h
                 - normal_logpdf(zk, mu, sigma)
             )
 
@@ -110,7 +119,7 @@ class VAE(eqx.Module):
     def sample(
         self, key: PRNGKeyArray, n: int, temperature: float = 1.0, *, deviations: bool = False
     ) -> Array:
-        """``n`` images from z ~ N(0, T²I): the decoder mean, plus σ_θ ε if ``deviations``."""
+        """``n`` images from z = h(z₀), z₀ ~ N(0, T²I): the decoder mean, plus σ_θ ε if ``deviations``."""
         if not (isinstance(n, int) and n >= 1):
             raise ValueError(f"argument 'n' must be an int >= 1, got {n!r}.")
         k1, k2 = jax.random.split(key)
@@ -118,7 +127,7 @@ class VAE(eqx.Module):
         eps = temperature * jax.random.normal(k2, (n,) + self.shape)
 
         def one(zk, ek):
-            mu_d, sigma_d = self.decoder(zk)
+            mu_d, sigma_d = self.decoder(flow_forward(self.prior_flow, zk))
             y = mu_d + sigma_d * ek if deviations else mu_d
             return invert_preprocess(self.preprocess, y)
 

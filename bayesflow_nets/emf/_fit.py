@@ -254,10 +254,10 @@ def fit_vi(
         raise ValueError(f"argument 'init' must be 'laplace' or 'default', got {init!r}.")
     if estimator not in ESTIMATORS:
         raise ValueError(f"argument 'estimator' must be one of {ESTIMATORS}, got {estimator!r}.")
-    if num_steps < 1 or num_particles < 1:
+    if num_steps < 1 or num_particles < 1 or num_eval < 1:
         raise ValueError(
-            f"arguments 'num_steps' and 'num_particles' must be >= 1, got {num_steps}, "
-            f"{num_particles}."
+            f"arguments 'num_steps', 'num_particles' and 'num_eval' must be >= 1, got "
+            f"{num_steps}, {num_particles}, {num_eval}."
         )
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key

@@ -230,6 +230,38 @@ def test_iwae_exact_with_exact_posterior(x64):
     np.testing.assert_allclose(elbo(vae, x, jax.random.key(0)), truth, rtol=1e-10, atol=1e-10)
 
 
+def test_iwae_exact_with_prior_flow(x64):
+    # Prior z = h(z₀) = m + c·z₀ (an affine prior flow): z ~ N(m, c²I), x ~ N(Bm, c²BBᵀ + s_d²I).
+    # BᵀB = b²I, so the exact posterior N(v(Bᵀx/s_d² + m/c²), vI) is diagonal and every
+    # importance weight equals p(x): the IWAE and the ELBO are exact iff the flow's log-det is used.
+    _, B, s_d, _, _, _ = _linear_gaussian()
+    m, c = np.array([0.5, -1.0]), 1.7
+    v = 1.0 / (1.0 / c**2 + 1.5**2 / s_d**2)
+
+    class PosteriorEncoder(eqx.Module):
+        M: jax.Array
+        off: jax.Array
+
+        def __call__(self, y):
+            mu = self.M @ y.ravel() + self.off
+            return mu, jnp.full_like(mu, np.sqrt(v))
+
+    vae = aef.VAE(
+        PosteriorEncoder(jnp.asarray(v * B.T / s_d**2), jnp.asarray(v * m / c**2)),
+        _LinearDecoder(jnp.asarray(B), s_d),
+        LG_SHAPE, 2,
+        preprocess=None,
+        prior_flow=bj.Affine(jnp.asarray(m), jnp.full(2, c)),
+    )
+    cov = c**2 * B @ B.T + s_d**2 * np.eye(4)
+    x = _draw_x(cov, 3, 6) + (B @ m).reshape(LG_SHAPE)
+    truth = multivariate_normal(B @ m, cov).logpdf(x.reshape(3, 4))
+    iwae = eqx.filter_jit(lambda mm, xx, kk: mm.log_prob_iwae(xx, kk, 8))
+    np.testing.assert_allclose(iwae(vae, x, jax.random.key(1)), truth, rtol=1e-10, atol=1e-10)
+    plain = eqx.tree_at(lambda mm: mm.prior_flow, vae, None, is_leaf=lambda n: n is None)
+    assert np.all(np.abs(iwae(plain, x, jax.random.key(1)) - truth) > 1e-3)
+
+
 # --------------------------------------------------------------------------- data helpers
 def test_bits_per_dim():
     # Uniform density on [0, 1]^D (log p = 0) costs exactly log2(L) bits per dim.
