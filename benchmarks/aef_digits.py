@@ -122,6 +122,13 @@ def run_one(name, d, seed, data, x_test, x_select, fit_kw, flows=False):
     }
 
 
+def sample_images(name, model, key):
+    """16 samples: temperature 0.8 with the decoder mean for the autoencoders, 1 for the MAF."""
+    if name == "MAF":
+        return model.sample(key, (16,)).reshape((16,) + SHAPE)
+    return model.sample(key, 16, temperature=0.8, deviations=False)
+
+
 def summarise(rows, names, ds):
     table = {}
     for name in names:
@@ -175,6 +182,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1 seed, d ∈ {2, 8}, 4 epochs")
     parser.add_argument("--epochs", type=int, default=150, help="max epochs per model (early stopping ends every run before 150)")
     parser.add_argument("--patience", type=int, default=4, help="early-stopping patience")
+    parser.add_argument("--fresh", action="store_true",
+                        help="ignore the records of earlier runs with the same settings")
     parser.add_argument("--flows", action="store_true",
                         help="give the AEFs a core flow g (2 MAF layers) and a prior flow h "
                              "(4 MAF layers), and the VAE the same prior flow h")
@@ -197,25 +206,50 @@ def main():
     print(f"train {len(train)} (10% of it for early stopping), scale-selection {len(select)}, "
           f"test {len(data.test)}; epochs ≤ {max_epochs}, batch 64; seeds {seeds}; d {ds}")
 
-    rows, sample_models = [], {}
+    suffix = ("_flows" if args.flows else "") + ("_quick" if args.quick else "")
+    # Every finished run is appended to a records file, so a run that dies (e.g. LLVM running
+    # out of memory after hundreds of compiled programs) resumes where it stopped.
+    records = ROOT / "benchmarks" / "results" / f"aef_digits{suffix}_runs.jsonl"
+    setting = {"max_epochs": max_epochs, "patience": args.patience, "flows": args.flows}
+    done = {}
+    if records.exists() and not (args.fresh or args.quick):
+        for line in records.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["setting"] == setting:
+                done[(rec["row"]["model"], rec["row"]["d"], rec["row"]["seed"])] = rec
+    else:
+        records.parent.mkdir(parents=True, exist_ok=True)
+        records.write_text("")
+    key_samples = jax.random.key(5)
+    rows, samples = [], {"data": np.asarray(x_test[:16]).tolist()}
     t_start = time.perf_counter()
     d_show = 8 if 8 in ds else ds[-1]
     for seed in seeds:
         for d in ds:
-            for name in MODELS:
-                model, row = run_one(name, d, seed, train, x_test, x_select, fit_kw,
-                                     args.flows)
+            for name in MODELS + ("MAF",):
+                if name == "MAF" and d != ds[-1]:
+                    continue  # no latent: once per seed
+                d_row = 0 if name == "MAF" else d
+                rec = done.get((name, d_row, seed))
+                if rec is None:
+                    model, row = run_one(name, d_row, seed, train, x_test, x_select, fit_kw,
+                                         args.flows and name != "MAF")
+                    shown = None
+                    if seed == seeds[0] and (d == d_show or name == "MAF"):
+                        shown = np.asarray(sample_images(name, model, key_samples)).tolist()
+                    rec = {"setting": setting, "row": row, "samples": shown}
+                    with records.open("a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    del model
+                    jax.clear_caches()  # bound the number of live XLA programs
+                else:
+                    row = rec["row"]
                 rows.append(row)
-                print(f"{name:20s} d={d:2d} seed={seed} bpd={row['bpd']:.4f} "
-                      f"epochs={row['epochs']} {row['time_per_epoch_s']:.2f}s/epoch", flush=True)
-                if seed == seeds[0] and d == d_show:
-                    sample_models[name] = model
-        model, row = run_one("MAF", 0, seed, train, x_test, x_select, fit_kw)
-        rows.append(row)
-        print(f"{'MAF':20s}      seed={seed} bpd={row['bpd']:.4f} epochs={row['epochs']} "
-              f"{row['time_per_epoch_s']:.2f}s/epoch", flush=True)
-        if seed == seeds[0]:
-            sample_models["MAF"] = model
+                if rec["samples"] is not None and name != "PartitionAEF-corner":
+                    samples[name if name == "MAF" else f"{name} d={d_show}"] = rec["samples"]
+                print(f"{name:20s} d={d_row:2d} seed={seed} bpd={row['bpd']:.4f} "
+                      f"epochs={row['epochs']} {row['time_per_epoch_s']:.2f}s/epoch"
+                      + (" (record)" if (name, d_row, seed) in done else ""), flush=True)
     total = time.perf_counter() - t_start
 
     table = summarise(rows, MODELS + ("MAF",), ds)
@@ -233,16 +267,7 @@ def main():
     print(f"PartitionAEF-center better than VAE at every d: {all(wins.values())} {wins}")
     print(f"PartitionAEF-corner better than VAE at every d: {all(wins_c.values())} {wins_c}")
 
-    key = jax.random.key(5)
-    samples = {"data": x_test[:16]}
-    for name, model in sample_models.items():
-        if name == "MAF":
-            samples["MAF"] = model.sample(key, (16,)).reshape((16,) + SHAPE)
-        elif name != "PartitionAEF-corner":
-            samples[f"{name} d={d_show}"] = model.sample(key, 16, temperature=0.8,
-                                                         deviations=False)
     samples = {k: np.clip(np.asarray(v), 0, 1) for k, v in samples.items()}
-    suffix = ("_flows" if args.flows else "") + ("_quick" if args.quick else "")
     # The full run writes the documentation figures; --quick keeps its figures with the results.
     fig_dir = ROOT / "benchmarks" / "results" if args.quick else ROOT / "docs" / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
