@@ -236,7 +236,8 @@ def test_iwae_exact_with_prior_flow(x64):
     # importance weight equals p(x): the IWAE and the ELBO are exact iff the flow's log-det is used.
     _, B, s_d, _, _, _ = _linear_gaussian()
     m, c = np.array([0.5, -1.0]), 1.7
-    v = 1.0 / (1.0 / c**2 + 1.5**2 / s_d**2)
+    b2 = float((B.T @ B)[0, 0])  # the helper's b², read from B rather than restated
+    v = 1.0 / (1.0 / c**2 + b2 / s_d**2)
 
     class PosteriorEncoder(eqx.Module):
         M: jax.Array
