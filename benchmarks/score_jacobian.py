@@ -1,21 +1,27 @@
 """Score-Jacobian cost: full spectrum vs d batched score evaluations; Lanczos top-k at d = 3072.
 
 For a time-embedded MLP score (untrained weights: cost does not depend on training), measures
-- the full spectrum (forward-mode Jacobian + values-only symmetric eigensolver; the JAX
-  eigensolver, which also computes eigenvectors, beside it) at d = 64 and 784 for an MLP score,
-  and at d = 784 for the small U-Net on 28×28 images, against the time of d batched score
-  evaluations (the anchor: one column per evaluation); target ≤ 3×;
+- the full spectrum (default path: for the MLP, whose Jacobian has rank ≤ width = 256, the
+  exact low-rank route of ``low_rank_spectrum`` when 2·width < d; otherwise the forward-mode
+  Jacobian + values-only symmetric eigensolver, shown as "dense"; the JAX eigensolver, which also
+  computes eigenvectors, beside it) at d = 64 and 784 for an MLP score, and at d = 784 for the
+  small U-Net on 28×28 images, against the time of d batched score evaluations (the anchor: one
+  column per evaluation); target ≤ 3×;
 - Lanczos top-k (k = 20) at d = 3072 from Jacobian-vector products, and its agreement with the
   full-Jacobian top-k where the full Jacobian is affordable (d = 784).
-Writes benchmarks/results/score_jacobian.json.
+Writes benchmarks/results/score_jacobian.json. The eigensolver and JAX's QR call OpenBLAS; on a
+2-core machine its second thread competes with XLA's workers, so the spectrum rows also read
+with ``OPENBLAS_NUM_THREADS=1`` (recorded in the JSON).
 
     python benchmarks/score_jacobian.py [--quick]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/score_jacobian.py --out benchmarks/results/score_jacobian_openblas1.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -56,8 +62,9 @@ def main():
         cases.append(("unet28", 784))
     rows = []
     print(
-        f"{'net':>7}{'d':>6}{'jacobian s':>12}{'spectrum s':>12}{'(jax eigh)':>12}{'d evals s':>12}"
-        f"{'jac ratio':>11}{'spec ratio':>12}{'(jax eigh)':>12}  (target ≤ 3×)"
+        f"{'net':>7}{'d':>6}{'jacobian s':>12}{'spectrum s':>12}{'(dense)':>10}{'(jax eigh)':>12}"
+        f"{'d evals s':>12}{'jac ratio':>11}{'spec ratio':>12}{'(dense)':>10}{'(jax eigh)':>12}"
+        "  (target ≤ 3×)"
     )
     for label, d in cases:
         if label == "mlp":
@@ -67,32 +74,43 @@ def main():
             net = ScoreUNet(jax.random.key(d), (1, 28, 28))
             x = jax.random.normal(jax.random.key(1), (1, 28, 28))
         spec = jax.jit(lambda x, net=net: score_jacobian_spectrum(net, x, t, chunk_size=None))
+        spec_dense = jax.jit(
+            lambda x, net=net: score_jacobian_spectrum(
+                net, x, t, chunk_size=None, low_rank=False
+            )
+        )
         spec_jax = jax.jit(
             lambda x, net=net: score_jacobian_spectrum(net, x, t, chunk_size=None, solver="jax")
         )
         jac = jax.jit(lambda x, net=net: score_jacobian(net, x, t, chunk_size=None))
         evals = jax.jit(lambda xs, net=net: jax.vmap(lambda v: net(v, t))(xs))
         xs = x + 0.01 * jax.random.normal(jax.random.key(2), (d,) + x.shape)
-        tj = timeit(jac, x)
-        ts = timeit(spec, x)
-        tsj = timeit(spec_jax, x)
-        te = timeit(evals, xs)
+        reps = 31 if label == "mlp" else 5  # millisecond rows: more repeats against noise
+        tj = timeit(jac, x, repeats=reps)
+        ts = timeit(spec, x, repeats=reps)
+        tsd = timeit(spec_dense, x, repeats=reps)
+        tsj = timeit(spec_jax, x, repeats=reps)
+        te = timeit(evals, xs, repeats=reps)
+        err = float(np.max(np.abs(np.asarray(spec(x)) - np.asarray(spec_dense(x)))))
         rows.append(
             {
                 "net": label,
                 "d": d,
                 "jacobian_s": tj,
                 "spectrum_s": ts,
+                "spectrum_dense_s": tsd,
                 "spectrum_jax_eigh_s": tsj,
+                "max_abs_diff_default_vs_dense": err,
                 "batched_evals_s": te,
                 "jacobian_ratio": tj / te,
                 "spectrum_ratio": ts / te,
+                "spectrum_dense_ratio": tsd / te,
                 "spectrum_jax_eigh_ratio": tsj / te,
             }
         )
         print(
-            f"{label:>7}{d:>6}{tj:>12.4f}{ts:>12.4f}{tsj:>12.4f}{te:>12.4f}{tj / te:>10.2f}x"
-            f"{ts / te:>11.2f}x{tsj / te:>11.2f}x"
+            f"{label:>7}{d:>6}{tj:>12.4f}{ts:>12.4f}{tsd:>10.4f}{tsj:>12.4f}{te:>12.4f}"
+            f"{tj / te:>10.2f}x{ts / te:>11.2f}x{tsd / te:>9.2f}x{tsj / te:>11.2f}x"
         )
 
     # Lanczos top-k on the symmetric part of J, from jvp / vjp.
@@ -129,7 +147,13 @@ def main():
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(
         json.dumps(
-            {"spectrum": rows, "lanczos": lanczos_rows, "device": str(jax.devices()[0])}, indent=2
+            {
+                "spectrum": rows,
+                "lanczos": lanczos_rows,
+                "device": str(jax.devices()[0]),
+                "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            },
+            indent=2,
         )
     )
     print(f"wrote {args.out}")

@@ -74,6 +74,7 @@ from ._spectra import (
     gap_intrinsic_dimension as gap_intrinsic_dimension,
     lanczos_eigh as lanczos_eigh,
     linear_manifold_spectrum as linear_manifold_spectrum,
+    low_rank_spectrum as low_rank_spectrum,
     marchenko_pastur_edges as marchenko_pastur_edges,
     randomized_svd as randomized_svd,
     score_jacobian as score_jacobian,

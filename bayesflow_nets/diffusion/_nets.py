@@ -59,10 +59,25 @@ class ScoreMLP(eqx.Module):
                 f"ScoreMLP: x has shape {x.shape}, expected ({self.dim},) (one unbatched "
                 "sample; batch with jax.vmap)."
             )
+        return self.layers[-1](self._hidden(x, t))
+
+    def _hidden(self, x: Float[Array, " dim"], t: ArrayLike) -> Float[Array, " width"]:
         h = jnp.concatenate([x, sinusoidal_embedding(t, self.time_dim).astype(x.dtype)])
         for layer in self.layers[:-1]:
             h = jax.nn.silu(layer(h))
-        return self.layers[-1](h)
+        return h
+
+    def jacobian_factors(
+        self, x: Float[Array, " dim"], t: ArrayLike
+    ) -> tuple[Float[Array, "dim width"], Float[Array, "width dim"]]:
+        """``(A, B)`` with ``∂s/∂x = A B``: the read-out weight and the last hidden layer's Jacobian.
+
+        The Jacobian has rank ≤ ``width``; :func:`score_jacobian_spectrum` uses the factors when
+        that is well below ``dim``. ``B`` comes from ``width`` reverse-mode passes.
+        """
+        if x.shape != (self.dim,):
+            raise ValueError(f"ScoreMLP: x has shape {x.shape}, expected ({self.dim},).")
+        return self.layers[-1].weight, jax.jacrev(self._hidden)(x, t)
 
 
 class _ResBlock(eqx.Module):

@@ -22,6 +22,7 @@ __all__ = [
     "score_jacobian",
     "score_jacobian_spectrum",
     "symmetric_eigvalsh",
+    "low_rank_spectrum",
     "spectra_over_time",
     "lanczos_eigh",
     "randomized_svd",
@@ -82,8 +83,19 @@ def score_jacobian(
 
 
 def _lapack_eigvalsh(s):
-    vals = scipy.linalg.eigh(np.asarray(s), eigvals_only=True, driver="evd", check_finite=False)
-    return np.asarray(vals, dtype=np.asarray(s).dtype)
+    s = np.asarray(s)
+    if not np.isfinite(s).all():  # as jnp.linalg.eigvalsh: NaN out, not an exception
+        return np.full(s.shape[:-1], np.nan, dtype=s.dtype)
+    vals = scipy.linalg.eigh(s, eigvals_only=True, driver="evd", check_finite=False)
+    return np.asarray(vals, dtype=s.dtype)
+
+
+def _lapack_wanted(solver: str, dim: int) -> bool:
+    if solver not in ("auto", "jax", "lapack"):
+        raise ValueError(f"argument 'solver' must be 'auto', 'jax' or 'lapack', got {solver!r}.")
+    return solver == "lapack" or (
+        solver == "auto" and jax.default_backend() == "cpu" and dim >= 256
+    )
 
 
 def symmetric_eigvalsh(
@@ -97,14 +109,59 @@ def symmetric_eigvalsh(
     backend). ``"auto"``: LAPACK on the CPU backend for ``d ≥ 256`` (below that the callback's
     overhead outweighs the saving), JAX otherwise.
     """
-    if solver not in ("auto", "jax", "lapack"):
-        raise ValueError(f"argument 'solver' must be 'auto', 'jax' or 'lapack', got {solver!r}.")
-    if solver == "jax" or (
-        solver == "auto" and (jax.default_backend() != "cpu" or sym.shape[-1] < 256)
-    ):
+    if not _lapack_wanted(solver, sym.shape[-1]):
         return jnp.linalg.eigvalsh(sym)
     out = jax.ShapeDtypeStruct(sym.shape[:-1], sym.dtype)
     return jax.pure_callback(_lapack_eigvalsh, out, sym, vmap_method="sequential")
+
+
+def low_rank_spectrum(
+    a: Float[Array, "d r"], b: Float[Array, "r d"], *, kind: str = "eig", solver: str = "auto"
+) -> Float[Array, " d"]:
+    """Spectrum of ``J = A B`` (rank ≤ ``r``) from ``r``-sized problems; the rest are exact zeros.
+
+    ``kind="eig"``: eigenvalues of ``(J + Jᵀ)/2 = ½ C K Cᵀ`` with ``C = [A, Bᵀ] = Q R`` and
+    ``K = [[0, I], [I, 0]]``, i.e. those of the ``2r × 2r`` matrix ``½ R K Rᵀ``, ascending.
+    ``kind="svd"``: singular values of ``R_A R_Bᵀ`` (``A = Q_A R_A``, ``Bᵀ = Q_B R_B``), descending.
+    ``solver``: the ``2r × 2r`` eigensolver, as in :func:`symmetric_eigvalsh`.
+    """
+    if kind not in ("eig", "svd"):
+        raise ValueError(f"low_rank_spectrum: kind must be 'eig' or 'svd', got {kind!r}.")
+    if a.ndim != 2 or b.ndim != 2 or b.shape != (a.shape[1], a.shape[0]):
+        raise ValueError(
+            f"low_rank_spectrum: expected A of shape (d, r) and B of shape (r, d), got "
+            f"{a.shape} and {b.shape}."
+        )
+    d, r = a.shape
+    if kind == "eig":
+        if 2 * r >= d:
+            jac = a @ b
+            return symmetric_eigvalsh(0.5 * (jac + jac.T), solver=solver)
+        rr = jnp.linalg.qr(jnp.concatenate([a, b.T], axis=1), mode="r")
+        # R = [[R_A, X], [0, Y]], so R K Rᵀ = T̃ + T̃ᵀ with T̃ = [R_A [Xᵀ Yᵀ]; 0].
+        half = jnp.concatenate([rr[:r, :r] @ rr[:, r:].T, jnp.zeros((r, 2 * r), rr.dtype)])
+        vals = symmetric_eigvalsh(0.5 * (half + half.T), solver=solver)
+        return jnp.sort(jnp.concatenate([vals, jnp.zeros(d - 2 * r, vals.dtype)]))
+    if r >= d:
+        return jnp.linalg.svd(a @ b, compute_uv=False)
+    core = jnp.linalg.qr(a, mode="r") @ jnp.linalg.qr(b.T, mode="r").T
+    vals = jnp.linalg.svd(core, compute_uv=False)
+    return jnp.concatenate([vals, jnp.zeros(d - r, vals.dtype)])
+
+
+def _use_factors(score_fn, x: Array, t, kind: str, low_rank) -> bool:
+    if low_rank not in ("auto", True, False):
+        raise ValueError(f"argument 'low_rank' must be 'auto', True or False, got {low_rank!r}.")
+    factors = getattr(score_fn, "jacobian_factors", None)
+    if low_rank is True and factors is None:
+        raise ValueError(
+            "low_rank=True needs a score_fn with a jacobian_factors(x, t) -> (A, B) method "
+            f"(e.g. ScoreMLP); {type(score_fn).__name__} has none."
+        )
+    if low_rank is False or factors is None or x.ndim != 1:
+        return False
+    a_shape = jax.eval_shape(factors, x, t)[0].shape
+    return low_rank is True or (2 if kind == "eig" else 1) * a_shape[1] < a_shape[0]
 
 
 def score_jacobian_spectrum(
@@ -116,15 +173,23 @@ def score_jacobian_spectrum(
     kind: str = "eig",
     chunk_size: int | None = 64,
     solver: str = "auto",
+    low_rank: bool | str = "auto",
 ) -> Float[Array, " d"]:
     """Spectrum of ``s²(t)·J`` at ``(x, t)`` (``s² = t`` if no schedule is given: VE).
 
     ``kind="eig"``: eigenvalues of the symmetric part ``(J + Jᵀ)/2``, ascending (in ``[−1, 0]``
     for an exact score), by ``symmetric_eigvalsh(..., solver=solver)`` (pass ``solver="jax"`` to
-    differentiate through it). ``kind="svd"``: singular values, descending.
+    differentiate through it). ``kind="svd"``: singular values, descending. ``low_rank="auto"``:
+    a score with ``jacobian_factors`` (``J = A B``, e.g. a :class:`ScoreMLP` narrower than ``d/2``)
+    goes through :func:`low_rank_spectrum`, the same values without the ``d × d`` eigensolver.
     """
     if kind not in ("eig", "svd"):
         raise ValueError(f"score_jacobian_spectrum: kind must be 'eig' or 'svd', got {kind!r}.")
+    x = jnp.asarray(x)
+    if _use_factors(score_fn, x, t, kind, low_rank):
+        a, b = score_fn.jacobian_factors(x, t)
+        scale = jnp.asarray(t, a.dtype) if schedule is None else schedule.variance(t)
+        return scale * low_rank_spectrum(a, b, kind=kind, solver=solver)
     jac = score_jacobian(score_fn, x, t, chunk_size=chunk_size)
     scale = jnp.asarray(t, jac.dtype) if schedule is None else schedule.variance(t)
     if kind == "eig":
@@ -141,12 +206,14 @@ def spectra_over_time(
     kind: str = "eig",
     chunk_size: int | None = 64,
     solver: str = "auto",
+    low_rank: bool | str = "auto",
 ) -> Float[Array, "n_t d"]:
     """:func:`score_jacobian_spectrum` at every ``t`` of a grid (rows follow ``times``)."""
     times = jnp.asarray(times)
     return jax.lax.map(
         lambda t: score_jacobian_spectrum(
-            score_fn, x, t, schedule, kind=kind, chunk_size=chunk_size, solver=solver
+            score_fn, x, t, schedule, kind=kind, chunk_size=chunk_size, solver=solver,
+            low_rank=low_rank,
         ),
         times,
     )

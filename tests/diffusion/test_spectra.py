@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
 
@@ -177,3 +178,62 @@ def test_spectrum_lapack_matches_jax_solver():
     a = D.score_jacobian_spectrum(net, x, 0.1, solver="lapack")
     b = D.score_jacobian_spectrum(net, x, 0.1, solver="jax")
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind,solver", [("eig", "jax"), ("eig", "lapack"), ("svd", "jax")])
+def test_low_rank_spectrum_equals_dense(kind, solver, x64):
+    # J = A B of rank 6 in d = 20: the factored route gives the dense spectrum, zeros included.
+    a = jax.random.normal(jax.random.key(0), (20, 6))
+    b = jax.random.normal(jax.random.key(1), (6, 20))
+    jac = np.asarray(a @ b)
+    ref = (
+        np.linalg.eigvalsh(0.5 * (jac + jac.T))
+        if kind == "eig"
+        else np.linalg.svd(jac, compute_uv=False)
+    )
+    out = jax.jit(lambda a, b: D.low_rank_spectrum(a, b, kind=kind, solver=solver))(a, b)
+    assert out.shape == (20,)
+    if solver == "lapack":  # the host call under vmap, and NaN in gives NaN out
+        batch = jax.vmap(lambda a: D.low_rank_spectrum(a, b, solver=solver))(jnp.stack([a, a]))
+        np.testing.assert_allclose(batch[1], ref, atol=1e-11)
+        bad = D.low_rank_spectrum(a.at[0, 0].set(jnp.nan), b, solver=solver)
+        assert np.isnan(np.asarray(bad)).any()
+    np.testing.assert_allclose(out, ref, atol=1e-11)
+    # Our ValueError, or jaxtyping's shape check first when the test run enables it.
+    with pytest.raises((ValueError, jaxtyping.TypeCheckError)):
+        D.low_rank_spectrum(a, b.T)
+
+
+@pytest.mark.parametrize("kind", ["eig", "svd"])
+def test_score_mlp_factored_spectrum_matches_dense(kind, x64):
+    # Width 8 < d/2 = 12: "auto" takes the factored route; same values as the dense Jacobian.
+    net = D.ScoreMLP(jax.random.key(0), 24, width=8, depth=2)
+    x = jax.random.normal(jax.random.key(1), (24,))
+    a, b = net.jacobian_factors(x, 0.3)
+    np.testing.assert_allclose(a @ b, jax.jacfwd(lambda v: net(v, 0.3))(x), atol=1e-12)
+    sched = D.VPSchedule()
+    auto = D.score_jacobian_spectrum(net, x, 0.3, sched, kind=kind)
+    dense = D.score_jacobian_spectrum(net, x, 0.3, sched, kind=kind, low_rank=False)
+    np.testing.assert_allclose(auto, dense, atol=1e-12)
+    grid = D.spectra_over_time(net, x, jnp.array([0.1, 0.5]), kind=kind, low_rank=True)
+    np.testing.assert_allclose(
+        grid[1], D.score_jacobian_spectrum(net, x, 0.5, kind=kind, low_rank=False), atol=1e-12
+    )
+
+
+def test_low_rank_true_needs_factors():
+    def score(v, t):
+        return -v / (1.0 + t)
+
+    with pytest.raises(ValueError, match="jacobian_factors"):
+        D.score_jacobian_spectrum(score, jnp.ones(4), 0.1, low_rank=True)
+    with pytest.raises(ValueError, match="'low_rank' must be"):
+        D.score_jacobian_spectrum(score, jnp.ones(4), 0.1, low_rank="yes")
+    np.testing.assert_allclose(
+        D.score_jacobian_spectrum(score, jnp.ones(4), 0.1), np.full(4, -0.1 / 1.1), rtol=1e-6
+    )
+
+
+def test_lapack_eigvalsh_nan_input_gives_nan():
+    sym = jnp.full((300, 300), jnp.nan)
+    assert np.isnan(np.asarray(D.symmetric_eigvalsh(sym, solver="lapack"))).all()
