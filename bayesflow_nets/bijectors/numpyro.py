@@ -9,6 +9,7 @@ import numpyro
 from numpyro.distributions import Distribution, TransformedDistribution, constraints
 from numpyro.distributions.transforms import Transform
 
+from .._compile import run_once_jit
 from ._base import AbstractBijector
 from ._distributions import AbstractDistribution
 
@@ -35,7 +36,7 @@ def _batched(fn, x, event_shape):
 # Compiled once per bijector structure: NumPyro calls transforms eagerly (SVI.init, Predictive,
 # guide set-up), where op-by-op dispatch of a deep flow would compile hundreds of primitives.
 # Inside an outer jit these are ordinary nested calls.
-@eqx.filter_jit
+@run_once_jit
 def _jit_batched(bijector, method: str, x, condition):
     """``bijector.<method>(x, condition)`` over x's leading batch dims (method is static)."""
     return _batched(lambda v: getattr(bijector, method)(v, condition), x, bijector.shape)

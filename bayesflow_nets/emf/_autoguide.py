@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_uniform
 
+from .._compile import run_once_jit
 from ..bijectors import (
     AbstractBijector,
     Affine,
@@ -62,10 +63,11 @@ def make_backbone(key, kind: str, dim: int, *, flow_layers: int = 2, nn_width: i
     return Chain([flow.bijector, TriangularAffine(jnp.zeros(dim), jnp.eye(dim))])
 
 
-# one compiled program builds a backbone (shared by every guide of the same size): run eagerly,
+# one compiled program builds a backbone (shared by every guide of the same size; compiled at
+# optimisation level 0 by run_once_jit, as it runs once): run eagerly,
 # its initialisers compiled about a hundred small XLA programs (7 of the 17 s of svi.init on
 # eight schools)
-_make_backbone_jit = eqx.filter_jit(make_backbone)
+_make_backbone_jit = run_once_jit(make_backbone)
 
 
 class AutoEMF(AutoContinuous):
@@ -256,7 +258,7 @@ class AutoEMF(AutoContinuous):
         return out
 
 
-@eqx.filter_jit
+@run_once_jit
 def _pull_back_gaussian(layer, loc, cov):
     """ε-space mean and Cholesky factor of N(loc, cov) pulled back through ``layer`` (linearised
     at its preimage of ``loc``); diagonal fallback where the covariance is not positive definite.

@@ -15,7 +15,6 @@ import warnings
 from typing import Any, NamedTuple
 
 import arviz as az
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +26,7 @@ from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 
+from .._compile import RUN_ONCE, run_once_jit
 from ._autoguide import AutoEMF
 from ._stl import StickingTheLandingELBO
 
@@ -75,7 +75,11 @@ def _start_anneal(svi_state, decay: float):
     )
 
 
-@eqx.filter_jit
+# key splitting outside jit: compiled once per count, not worth an optimised build
+_split = run_once_jit(jax.random.split)
+
+
+@run_once_jit
 def _draws_and_log_weights_batch(model, guide, params, keys, args, kwargs, sites):
     """One compiled batch of guide draws (``sites``) with log p(x, y) and log q(x); model and
     guide are static, so every call with the same batch size reuses the compilation."""
@@ -105,7 +109,7 @@ def _draws_and_log_weights(model, guide, params, key, n, args, kwargs, sites=Non
         sites = _latent_and_deterministic_sites(model, args, kwargs)
     batch = min(n, EVAL_BATCH)
     num_batches = -(-n // batch)
-    keys = jax.random.split(key, num_batches * batch)
+    keys = _split(key, num_batches * batch)
     keys = keys.reshape((num_batches, batch) + keys.shape[1:])
     parts = [
         _draws_and_log_weights_batch(model, guide, params, k, args, kwargs, sites) for k in keys
@@ -201,7 +205,7 @@ def laplace_approximation(guide: AutoEMF, maxiter: int = 5000):
     order (L-BFGS from the guide's initial point; eigenvalues floored for a positive definite
     covariance)."""
     pot = lambda flat: guide._potential_fn(guide._unpack_latent(flat))
-    vg = jax.jit(jax.value_and_grad(pot))
+    vg = jax.jit(jax.value_and_grad(pot), compiler_options=RUN_ONCE)
     x0 = np.asarray(guide._init_latent, dtype=np.float64)
 
     def fun(x):
@@ -212,7 +216,7 @@ def laplace_approximation(guide: AutoEMF, maxiter: int = 5000):
         fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
     )
     loc = jnp.asarray(res.x, dtype=guide._init_latent.dtype)
-    hess = jax.jit(jax.hessian(pot))(loc)
+    hess = jax.jit(jax.hessian(pot), compiler_options=RUN_ONCE)(loc)
     hess = 0.5 * (hess + hess.T)
     w, v = jnp.linalg.eigh(hess)
     w = jnp.clip(w, 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)
@@ -261,7 +265,7 @@ def fit_vi(
         )
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    k_init, k_run, k_eval = jax.random.split(key, 3)
+    k_init, k_run, k_eval = _split(key, 3)
     gate_lr = 10.0 * learning_rate if gate_learning_rate is None else gate_learning_rate
 
     def sched(peak):
