@@ -208,3 +208,34 @@ def test_anneal_state_edit_decays_updates():
     for expected in (1.0, 0.5, 0.25):
         u, state = tx.update(g, state)
         np.testing.assert_allclose(u["w"], expected)
+
+
+def constrained_model():
+    """Positive, simplex and plated sites: unconstrained shapes differ from constrained ones."""
+    s = numpyro.sample("s", dist.HalfCauchy(1.0))
+    p = numpyro.sample("p", dist.Dirichlet(jnp.ones(3)))
+    with numpyro.plate("J", 4):
+        numpyro.sample("z", dist.Normal(0.0, s))
+    numpyro.sample("obs", dist.Normal(p.sum(), 1.0), obs=1.0)
+
+
+@pytest.mark.parametrize("model,args", [(conjugate_model, (Y,)), (constrained_model, ())])
+def test_compiled_initialisation_matches_numpyro(model, args):
+    # AutoEMF's prototype runs NumPyro's initialize_model on a batch of one key (one compiled
+    # program); the initial point and its packing equal NumPyro's own AutoContinuous guide's.
+    from numpyro import handlers
+    from numpyro.infer.autoguide import AutoDiagonalNormal
+    from numpyro.infer.initialization import init_to_uniform
+
+    ours, ref = AutoEMF(model), AutoDiagonalNormal(model, init_loc_fn=init_to_uniform)
+    for guide in (ours, ref):
+        handlers.seed(guide._setup_prototype, rng_seed=3)(*args)
+    assert list(ours._init_locs) == list(ref._init_locs)
+    for name, value in ref._init_locs.items():
+        assert ours._init_locs[name].shape == value.shape
+        np.testing.assert_allclose(ours._init_locs[name], value, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ours._init_latent, ref._init_latent, rtol=1e-6, atol=1e-7)
+    unpacked = ours._unpack_latent(ours._init_latent)
+    assert {k: v.shape for k, v in unpacked.items()} == {
+        k: v.shape for k, v in ref._init_locs.items()
+    }
