@@ -270,25 +270,34 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
             return dict(params)
         name_b = f"{self.prefix}_emf_backbone"
         gates = params.get(f"{self.prefix}_emf_gates")
-        chain = self._bijector(params[name_b], gates, self._model_args, self._model_kwargs)
-        layer = chain.bijectors[1]
-        inv_perm = np.argsort(self._perm)
-        loc_exec = jnp.asarray(loc)[inv_perm]
-        cov_exec = jnp.asarray(cov)[np.ix_(inv_perm, inv_perm)]
-        eps_loc, chol = _pull_back_gaussian(layer, loc_exec, cov_exec)
-        if not (bool(jnp.all(jnp.isfinite(eps_loc))) and bool(jnp.all(jnp.isfinite(chol)))):
+        inv_perm = jnp.asarray(np.argsort(self._perm))
+        eps_loc, chol, ok = _laplace_whitening(self, params[name_b], gates, loc, cov, inv_perm)
+        if not bool(ok):
             return dict(params)
         out = dict(params)
-        out[f"{self.prefix}_emf_whiten_loc"] = eps_loc.astype(params[name_b].dtype)
-        out[f"{self.prefix}_emf_whiten_tril"] = chol.astype(params[name_b].dtype)
+        out[f"{self.prefix}_emf_whiten_loc"] = eps_loc
+        out[f"{self.prefix}_emf_whiten_tril"] = chol
         return out
 
 
 @run_once_jit
+def _laplace_whitening(guide, backbone, gates, loc, cov, inv_perm):
+    """The structured layer at ``gates``, and N(loc, cov) reordered to its execution order and
+    pulled back through it (:func:`_pull_back_gaussian`), in one compiled call; with a flag
+    saying whether the result is finite."""
+    chain = guide._bijector(backbone, gates, guide._model_args, guide._model_kwargs)
+    layer = chain.bijectors[1]
+    loc = jnp.asarray(loc)[inv_perm]
+    cov = jnp.asarray(cov)[inv_perm][:, inv_perm]
+    eps_loc, chol = _pull_back_gaussian(layer, loc, cov)
+    ok = jnp.all(jnp.isfinite(eps_loc)) & jnp.all(jnp.isfinite(chol))
+    return eps_loc.astype(backbone.dtype), chol.astype(backbone.dtype), ok
+
+
 def _pull_back_gaussian(layer, loc, cov):
     """ε-space mean and Cholesky factor of N(loc, cov) pulled back through ``layer`` (linearised
     at its preimage of ``loc``); diagonal fallback where the covariance is not positive definite.
-    One compiled call: eager op-by-op evaluation of a structured layer costs seconds."""
+    Traced inside :func:`_laplace_whitening`: op by op a structured layer costs seconds."""
     # the inverse needs only CDFs (no root search for numerically inverted sites), and its
     # Jacobian at loc is the inverse of the forward Jacobian at eps_loc
     eps_loc = layer.inverse(loc)

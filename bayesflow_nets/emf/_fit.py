@@ -22,7 +22,9 @@ import optax
 import scipy.optimize
 from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoGuide
 from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 
@@ -215,14 +217,33 @@ def laplace_approximation(guide: AutoEMF, maxiter: int = 5000):
     res = scipy.optimize.minimize(
         fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
     )
-    loc = jnp.asarray(res.x, dtype=guide._init_latent.dtype)
-    hess = jax.jit(jax.hessian(pot), compiler_options=RUN_ONCE)(loc)
-    hess = 0.5 * (hess + hess.T)
-    w, v = jnp.linalg.eigh(hess)
-    w = jnp.clip(w, 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)
-    cov = (v / w) @ v.T
+    loc, cov, ok = _laplace_covariance(pot, np.asarray(res.x, dtype=guide._init_latent.dtype))
     # an unconverged L-BFGS point is still a far better start than the default: keep it if finite
-    return loc, cov, bool(jnp.all(jnp.isfinite(loc))) and bool(jnp.all(jnp.isfinite(cov)))
+    return loc, cov, bool(ok)
+
+
+def _laplace_covariance(pot, loc):
+    """Inverse Hessian of ``pot`` at ``loc`` (eigenvalues floored) and a finiteness flag, as one
+    program compiled for a single run."""
+
+    def cov_at(loc):
+        hess = jax.hessian(pot)(loc)
+        w, v = jnp.linalg.eigh(0.5 * (hess + hess.T))
+        w = jnp.clip(w, 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)
+        cov = (v / w) @ v.T
+        return loc, cov, jnp.all(jnp.isfinite(loc)) & jnp.all(jnp.isfinite(cov))
+
+    return jax.jit(cov_at, compiler_options=RUN_ONCE)(loc)
+
+
+def _init_state(svi: SVI, guide, rng_key, args, kwargs):
+    """``svi.init`` as one program compiled for a single run (op by op it compiles dozens of
+    small programs). An AutoGuide's prototype is set up first, outside the trace, with the guide
+    seed ``svi.init`` would give it."""
+    if isinstance(guide, AutoGuide) and guide.prototype_trace is None:
+        guide_seed = jax.random.split(rng_key, 3)[2]
+        handlers.seed(guide._setup_prototype, guide_seed)(*args, **kwargs)
+    return run_once_jit(lambda key: svi.init(key, *args, **kwargs))(rng_key)
 
 
 def fit_vi(
@@ -286,12 +307,15 @@ def fit_vi(
     )
     elbo_cls = StickingTheLandingELBO if estimator == "stl" else Trace_ELBO
     svi = SVI(model, guide, optax_to_numpyro(tx), elbo_cls(num_particles=num_particles))
-    state = svi.init(k_init, *args, **kwargs)
+    state = _init_state(svi, guide, k_init, args, kwargs)
     if init == "laplace" and isinstance(guide, AutoEMF):
         loc, cov, ok = laplace_approximation(guide)
         if ok:
             params = guide.laplace_init_params(svi.get_params(state), loc, cov)
-            state = svi.init(k_init, *args, init_params=params, **kwargs)
+            # AutoEMF's params carry no constraint: a fresh optimiser state at the new values is
+            # what ``svi.init(..., init_params=params)`` returns, without re-tracing guide/model
+            optim_state = run_once_jit(svi.optim.init)(params)
+            state = SVIState(optim_state, state.mutable_state, state.rng_key)
 
     @jax.jit
     def run_chunk(state):
