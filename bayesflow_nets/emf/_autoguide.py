@@ -72,11 +72,16 @@ _make_backbone_jit = run_once_jit(make_backbone)
 
 
 class _BatchedKey(Messenger):
-    """Hands ``numpyro.prng_key()`` a batch of one key."""
+    """Hands ``numpyro.prng_key()`` a batch of one key (``batched`` says whether it did)."""
+
+    def __init__(self, fn=None):
+        self.batched = False
+        super().__init__(fn)
 
     def postprocess_message(self, msg):
         if msg["type"] == "prng_key" and msg["value"] is not None:
             msg["value"] = msg["value"][None]
+            self.batched = True
 
 
 class _CompiledInitialisation(AutoGuide):
@@ -87,8 +92,11 @@ class _CompiledInitialisation(AutoGuide):
     packing order."""
 
     def _setup_prototype(self, *args, **kwargs):
-        with _BatchedKey():
+        batching = _BatchedKey()
+        with batching:
             super()._setup_prototype(*args, **kwargs)
+        if not batching.batched:
+            return
         # lax.map returns the dict in sorted key order: restore the model's execution order
         locs = self._init_locs
         order = [k for k in self.prototype_trace if k in locs]
