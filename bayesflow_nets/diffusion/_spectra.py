@@ -90,14 +90,6 @@ def _lapack_eigvalsh(s):
     return np.asarray(vals, dtype=s.dtype)
 
 
-def _lapack_wanted(solver: str, dim: int) -> bool:
-    if solver not in ("auto", "jax", "lapack"):
-        raise ValueError(f"argument 'solver' must be 'auto', 'jax' or 'lapack', got {solver!r}.")
-    return solver == "lapack" or (
-        solver == "auto" and jax.default_backend() == "cpu" and dim >= 256
-    )
-
-
 def symmetric_eigvalsh(
     sym: Float[Array, "d d"], *, solver: str = "auto"
 ) -> Float[Array, " d"]:
@@ -109,10 +101,20 @@ def symmetric_eigvalsh(
     backend). ``"auto"``: LAPACK on the CPU backend for ``d ≥ 256`` (below that the callback's
     overhead outweighs the saving), JAX otherwise.
     """
-    if not _lapack_wanted(solver, sym.shape[-1]):
+    if solver not in ("auto", "jax", "lapack"):
+        raise ValueError(f"argument 'solver' must be 'auto', 'jax' or 'lapack', got {solver!r}.")
+    if solver == "jax" or (
+        solver == "auto" and (jax.default_backend() != "cpu" or sym.shape[-1] < 256)
+    ):
         return jnp.linalg.eigvalsh(sym)
     out = jax.ShapeDtypeStruct(sym.shape[:-1], sym.dtype)
     return jax.pure_callback(_lapack_eigvalsh, out, sym, vmap_method="sequential")
+
+
+def _dense_spectrum(jac: Array, kind: str, solver: str) -> Array:
+    if kind == "eig":
+        return symmetric_eigvalsh(0.5 * (jac + jac.T), solver=solver)
+    return jnp.linalg.svd(jac, compute_uv=False)
 
 
 def low_rank_spectrum(
@@ -135,15 +137,14 @@ def low_rank_spectrum(
     d, r = a.shape
     if kind == "eig":
         if 2 * r >= d:
-            jac = a @ b
-            return symmetric_eigvalsh(0.5 * (jac + jac.T), solver=solver)
+            return _dense_spectrum(a @ b, kind, solver)
         rr = jnp.linalg.qr(jnp.concatenate([a, b.T], axis=1), mode="r")
         # R = [[R_A, X], [0, Y]], so R K Rᵀ = T̃ + T̃ᵀ with T̃ = [R_A [Xᵀ Yᵀ]; 0].
         half = jnp.concatenate([rr[:r, :r] @ rr[:, r:].T, jnp.zeros((r, 2 * r), rr.dtype)])
         vals = symmetric_eigvalsh(0.5 * (half + half.T), solver=solver)
         return jnp.sort(jnp.concatenate([vals, jnp.zeros(d - 2 * r, vals.dtype)]))
     if r >= d:
-        return jnp.linalg.svd(a @ b, compute_uv=False)
+        return _dense_spectrum(a @ b, kind, solver)
     core = jnp.linalg.qr(a, mode="r") @ jnp.linalg.qr(b.T, mode="r").T
     vals = jnp.linalg.svd(core, compute_uv=False)
     return jnp.concatenate([vals, jnp.zeros(d - r, vals.dtype)])
@@ -187,14 +188,12 @@ def score_jacobian_spectrum(
         raise ValueError(f"score_jacobian_spectrum: kind must be 'eig' or 'svd', got {kind!r}.")
     x = jnp.asarray(x)
     if _use_factors(score_fn, x, t, kind, low_rank):
-        a, b = score_fn.jacobian_factors(x, t)
-        scale = jnp.asarray(t, a.dtype) if schedule is None else schedule.variance(t)
-        return scale * low_rank_spectrum(a, b, kind=kind, solver=solver)
-    jac = score_jacobian(score_fn, x, t, chunk_size=chunk_size)
-    scale = jnp.asarray(t, jac.dtype) if schedule is None else schedule.variance(t)
-    if kind == "eig":
-        return scale * symmetric_eigvalsh(0.5 * (jac + jac.T), solver=solver)
-    return scale * jnp.linalg.svd(jac, compute_uv=False)
+        vals = low_rank_spectrum(*score_fn.jacobian_factors(x, t), kind=kind, solver=solver)
+    else:
+        jac = score_jacobian(score_fn, x, t, chunk_size=chunk_size)
+        vals = _dense_spectrum(jac, kind, solver)
+    scale = jnp.asarray(t, vals.dtype) if schedule is None else schedule.variance(t)
+    return scale * vals
 
 
 def spectra_over_time(

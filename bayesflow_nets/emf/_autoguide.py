@@ -64,10 +64,9 @@ def make_backbone(key, kind: str, dim: int, *, flow_layers: int = 2, nn_width: i
     return Chain([flow.bijector, TriangularAffine(jnp.zeros(dim), jnp.eye(dim))])
 
 
-# one compiled program builds a backbone (shared by every guide of the same size; compiled at
-# optimisation level 0 by run_once_jit, as it runs once): run eagerly,
-# its initialisers compiled about a hundred small XLA programs (7 of the 17 s of svi.init on
-# eight schools)
+# one compiled program builds a backbone (shared by every guide of the same size; run once, so
+# compiled at optimisation level 0): run eagerly, its initialisers compiled about a hundred
+# small XLA programs
 _make_backbone_jit = run_once_jit(make_backbone)
 
 

@@ -28,7 +28,7 @@ from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 
-from .._compile import RUN_ONCE, run_once_jit
+from .._compile import run_once_jit
 from ._autoguide import AutoEMF
 from ._stl import StickingTheLandingELBO
 
@@ -207,7 +207,7 @@ def laplace_approximation(guide: AutoEMF, maxiter: int = 5000):
     order (L-BFGS from the guide's initial point; eigenvalues floored for a positive definite
     covariance)."""
     pot = lambda flat: guide._potential_fn(guide._unpack_latent(flat))
-    vg = jax.jit(jax.value_and_grad(pot), compiler_options=RUN_ONCE)
+    vg = run_once_jit(jax.value_and_grad(pot))
     x0 = np.asarray(guide._init_latent, dtype=np.float64)
 
     def fun(x):
@@ -233,7 +233,7 @@ def _laplace_covariance(pot, loc):
         cov = (v / w) @ v.T
         return loc, cov, jnp.all(jnp.isfinite(loc)) & jnp.all(jnp.isfinite(cov))
 
-    return jax.jit(cov_at, compiler_options=RUN_ONCE)(loc)
+    return run_once_jit(cov_at)(loc)
 
 
 def _init_state(svi: SVI, guide, rng_key, args, kwargs):
@@ -241,7 +241,7 @@ def _init_state(svi: SVI, guide, rng_key, args, kwargs):
     small programs). An AutoGuide's prototype is set up first, outside the trace, with the guide
     seed ``svi.init`` would give it."""
     if isinstance(guide, AutoGuide) and guide.prototype_trace is None:
-        guide_seed = jax.random.split(rng_key, 3)[2]
+        guide_seed = _split(rng_key, 3)[2]
         handlers.seed(guide._setup_prototype, guide_seed)(*args, **kwargs)
     return run_once_jit(lambda key: svi.init(key, *args, **kwargs))(rng_key)
 
