@@ -8,7 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._custom_types import Shape
 from ._base import AbstractBijector
@@ -23,12 +23,18 @@ class MaskedAutoregressive(AbstractBijector):
     that order: input i comes at position order[i]. Flows use it instead of ``Permute`` layers, so
     no data moves between layers.
 
+    The inverse solves one coordinate per pass, in order: the first layer's pre-activation is
+    updated by one rank-1 term per solved coordinate and the output layer computes only that
+    coordinate's parameters, so a pass costs the hidden-to-hidden layers (MADE 64 → 128 → 128:
+    2.4× fewer flops than re-running the whole network each pass).
+
     Use ``Invert`` (as ``masked_autoregressive_flow`` does) to make density evaluation the
     parallel direction; ``inverse_autoregressive_flow`` keeps sampling parallel.
     """
 
     spec: TransformerSpec
     made: MaskedMLP
+    positions: Array  # positions[k]: the coordinate solved at pass k (argsort of ``order``)
     shape: Shape = eqx.field(static=True)
     cond_shape: Shape | None = eqx.field(static=True)
 
@@ -55,6 +61,10 @@ class MaskedAutoregressive(AbstractBijector):
         degrees = made_degrees(dim, cond_dim or 0, nn_width, nn_depth, n, order)
         head = jnp.repeat(TransformerSpec.initial_params(transformer), dim)
         self.made = MaskedMLP(key, degrees, head, activation=nn_activation, masked=True)
+        if order is None:
+            self.positions = jnp.arange(dim, dtype=jnp.int32)
+        else:
+            self.positions = jnp.argsort(jnp.asarray(order)).astype(jnp.int32)
         self.shape = (dim,)
         self.cond_shape = None if cond_dim is None else (cond_dim,)
 
@@ -66,13 +76,30 @@ class MaskedAutoregressive(AbstractBijector):
         return self.spec.apply(x, self._params(x, condition), inverse=False)
 
     def _inverse_and_log_det(self, y, condition):
-        def body(_, x):
-            x_new, _ = self.spec.apply(y, self._params(x, condition), inverse=True)
-            return x_new
+        dim, n = self.shape[0], self.spec.num_params
+        made = self.made
+        ws = [jnp.where(m, w, jnp.zeros((), w.dtype)) for w, m in zip(made.weights, made.masks)]
+        w_in, w_hidden, w_out = ws[0], ws[1:-1], ws[-1].reshape(-1, n, dim)
+        b_out = made.biases[-1].reshape(n, dim)
+        offset = 0 if condition is None else condition.shape[0]
+        pre = made.biases[0] if condition is None else condition @ w_in[:offset] + made.biases[0]
 
-        # After i passes the first i coordinates are exact; the last pass gives x and log-det.
-        x = jax.lax.fori_loop(0, self.shape[0] - 1, body, jnp.zeros_like(y))
-        x, ld = self.spec.apply(y, self._params(x, condition), inverse=True)
+        def body(k, carry):
+            x, pre, ld = carry
+            j = self.positions[k]
+            h = made.activation(pre)
+            for w, b in zip(w_hidden, made.biases[1:-1]):
+                h = made.activation(h @ w + b)
+            theta = h @ jax.lax.dynamic_index_in_dim(w_out, j, 2, keepdims=False)
+            theta = theta + jax.lax.dynamic_index_in_dim(b_out, j, 1, keepdims=False)
+            y_j = jax.lax.dynamic_slice_in_dim(y, j, 1)
+            x_j, ld_j = self.spec.apply(y_j, theta[:, None], inverse=True)
+            # coordinate j was 0 in the first layer's input until now: one rank-1 update
+            pre = pre + x_j[0] * jax.lax.dynamic_index_in_dim(w_in, offset + j, 0, keepdims=False)
+            return jax.lax.dynamic_update_slice_in_dim(x, x_j, j, 0), pre, ld + ld_j
+
+        zero = jnp.zeros((), y.dtype)
+        x, _, ld = jax.lax.fori_loop(0, dim, body, (jnp.zeros_like(y), pre, zero))
         return x, ld
 
 

@@ -10,6 +10,7 @@ k̂ diagnostic (ArviZ ``psislw`` on log p − log q) that warns above 0.7.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 
-from .._compile import run_once_jit
+from .._compile import TRAINING, run_once_jit
 from ._autoguide import AutoEMF
 from ._stl import StickingTheLandingELBO
 
@@ -317,7 +318,7 @@ def fit_vi(
             optim_state = run_once_jit(svi.optim.init)(params)
             state = SVIState(optim_state, state.mutable_state, state.rng_key)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=TRAINING)
     def run_chunk(state):
         def body(s, _):
             s, loss = svi.stable_update(s, *args, **kwargs)
