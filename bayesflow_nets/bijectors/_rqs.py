@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,35 +18,63 @@ _MIN_BIN = 1e-3
 _MIN_DERIVATIVE = 1e-3
 
 
-def _knots(unnormalised: Array, lo: float, hi: float) -> Array:
-    """Knot positions (..., K+1) from unnormalised bin sizes (..., K); cumsum as a matmul."""
-    k = unnormalised.shape[-1]
-    widths = _MIN_BIN + (1 - _MIN_BIN * k) * jax.nn.softmax(unnormalised, axis=-1)
-    upper = jnp.asarray(np.triu(np.ones((k, k + 1)), 1), widths.dtype)  # [i, j] = 1 if i < j
-    return lo + (hi - lo) * (widths @ upper)
+def _bin_onehot(x, params, k, lo, hi, inverse):
+    """The bin's (x0, x1, y0, y1, d0 raw, d1 raw) by reductions down the bin axis: the knots'
+    running sum as a (K+1) × K matmul, the lookups as one-hot sums. XLA differentiates this form
+    well (a train step 1.1× faster than per-element gathers)."""
+
+    def knots(u):
+        e = jnp.exp(u - jax.lax.stop_gradient(jnp.max(u, axis=0)))  # shift: overflow guard only
+        widths = _MIN_BIN + (1 - _MIN_BIN * k) * (e / jnp.sum(e, axis=0))
+        lower = jnp.asarray(np.tril(np.ones((k + 1, k)), -1), widths.dtype)  # 1 where i < j
+        return lo + (hi - lo) * (lower @ widths)
+
+    xk, yk, ud = knots(params[:k]), knots(params[k : 2 * k]), params[2 * k :]
+    idx = jnp.sum((x >= (yk if inverse else xk)[1:k]).astype(jnp.int32), axis=0)
+
+    def pick(arr, offset=0):  # arr[idx − offset] per spline
+        rows = jnp.arange(arr.shape[0])[:, None]
+        return jnp.sum(jnp.where(rows == idx - offset, arr, 0.0), axis=0)
+
+    return idx, (pick(xk[:k]), pick(xk[1:]), pick(yk[:k]), pick(yk[1:]), pick(ud, 1), pick(ud))
 
 
-def _derivatives(unnormalised: Array) -> Array:
-    one = jnp.ones(unnormalised.shape[:-1] + (1,), unnormalised.dtype)
-    inner = _MIN_DERIVATIVE + jax.nn.softplus(unnormalised)
-    return jnp.concatenate([one, inner, one], axis=-1)
+def _bin_selects(x, params, k, lo, hi, inverse):
+    """The same values written out over the bin axis as elementwise operations (maxima, running
+    sums, chains of selects): no reductions, about 1.6× faster to run than :func:`_bin_onehot`
+    in a coupling flow, but XLA's gradient of the select chains is 4× slower."""
+    rows = [params[i] for i in range(3 * k - 1)]
+
+    def knots(u):
+        top = functools.reduce(jnp.maximum, u)
+        e = [jnp.exp(v - top) for v in u]
+        scale = (hi - lo) * (1 - _MIN_BIN * k) / functools.reduce(jnp.add, e)
+        out = [jnp.full_like(top, lo)]
+        for i in range(k):
+            out.append(out[-1] + ((hi - lo) * _MIN_BIN + scale * e[i]))
+        return out
+
+    xk, yk, ud = knots(rows[:k]), knots(rows[k : 2 * k]), rows[2 * k :]
+    idx = functools.reduce(
+        jnp.add, [(x >= kn).astype(jnp.int32) for kn in (yk if inverse else xk)[1:k]]
+    )
+
+    def pick(arr, offset=0):  # arr[idx − offset] per spline
+        out = arr[0]
+        for j in range(1, len(arr)):
+            out = jnp.where(idx == j + offset, arr[j], out)
+        return out
+
+    return idx, (pick(xk[:k]), pick(xk[1:]), pick(yk[:k]), pick(yk[1:]), pick(ud, 1), pick(ud))
 
 
-def _spline(x, xk, yk, dk, lo, hi, inverse: bool):
-    """Elements ``x`` (n,) through their splines (knots (n, K+1)); identity outside [lo, hi].
-
-    Returns the outputs and the elementwise log|dy/dx| (or log|dx/dy| when ``inverse``).
-    """
+def _rqs(x, params, k, lo, hi, inverse, bin_values):
     inside = (x > lo) & (x < hi)
     xc = jnp.clip(x, lo, hi)
-    knots_in = yk if inverse else xk
-    k = xk.shape[-1] - 1
-    idx = jnp.sum(xc[..., None] >= knots_in[..., 1:k], axis=-1)[..., None]
-
-    def at(arr, offset):
-        return jnp.take_along_axis(arr, idx + offset, axis=-1)[..., 0]
-
-    x0, x1, y0, y1, d0, d1 = at(xk, 0), at(xk, 1), at(yk, 0), at(yk, 1), at(dk, 0), at(dk, 1)
+    idx, (x0, x1, y0, y1, u0, u1) = bin_values(xc, params, k, lo, hi, inverse)
+    # the derivative at interior knot j is softplus(params[2K + j − 1]); at the ends it is 1
+    d0 = jnp.where(idx == 0, 1.0, _MIN_DERIVATIVE + jax.nn.softplus(u0))
+    d1 = jnp.where(idx == k - 1, 1.0, _MIN_DERIVATIVE + jax.nn.softplus(u1))
     w, h = x1 - x0, y1 - y0
     s = h / w
     if inverse:
@@ -67,6 +97,30 @@ def _spline(x, xk, yk, dk, lo, hi, inverse: bool):
         return jnp.where(inside, out, x), jnp.where(inside, -log_grad, 0.0)
     out = y0 + h * (s * xi**2 + d0 * om) / denom
     return jnp.where(inside, out, x), jnp.where(inside, log_grad, 0.0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def rqs_blocked(
+    x: Array, params: Array, knots: int, lo: float, hi: float, inverse: bool
+) -> tuple[Array, Array]:
+    """``n`` splines in the blocked layout: ``x`` (n,), ``params`` (3K − 1, n) with rows
+    [widths (K), heights (K), interior derivatives (K − 1)], unnormalised.
+
+    The bin axis is short and leading, so every step runs across the n splines at once, with no
+    gathers, and softplus only on the bin's two derivatives. Values come from
+    :func:`_bin_selects`, derivatives (any order, forward or reverse) from the same formula on
+    :func:`_bin_onehot`. Identity outside [lo, hi]. Returns the outputs and the elementwise
+    log|dy/dx| (log|dx/dy| when ``inverse``).
+    """
+    return _rqs(x, params, knots, lo, hi, inverse, _bin_selects)
+
+
+@rqs_blocked.defjvp
+def _rqs_blocked_jvp(knots, lo, hi, inverse, primals, tangents):
+    def f(x, params):
+        return _rqs(x, params, knots, lo, hi, inverse, _bin_onehot)
+
+    return jax.jvp(f, primals, tangents)
 
 
 class RationalQuadraticSpline(AbstractBijector):
@@ -144,14 +198,16 @@ class RationalQuadraticSpline(AbstractBijector):
         return self.unnormalised_widths.shape[-1]
 
     def _apply(self, x, inverse: bool):
-        lo, hi = self.interval
-        xk = _knots(self.unnormalised_widths, lo, hi)
-        yk = _knots(self.unnormalised_heights, lo, hi)
-        dk = _derivatives(self.unnormalised_derivatives)
-        n = max(1, int(jnp.size(x)))
-        out, ld = _spline(
-            x.reshape(n), xk.reshape(n, -1), yk.reshape(n, -1), dk.reshape(n, -1), lo, hi, inverse
+        n, k = max(1, int(jnp.size(x))), self.knots
+        params = jnp.concatenate(
+            [
+                self.unnormalised_widths.reshape(n, k),
+                self.unnormalised_heights.reshape(n, k),
+                self.unnormalised_derivatives.reshape(n, k - 1),
+            ],
+            axis=1,
         )
+        out, ld = rqs_blocked(x.reshape(n), params.T, k, *self.interval, inverse)
         return out.reshape(x.shape), jnp.sum(ld)
 
     def _transform_and_log_det(self, x, condition):
@@ -161,4 +217,4 @@ class RationalQuadraticSpline(AbstractBijector):
         return self._apply(y, inverse=True)
 
 
-__all__ = ["RationalQuadraticSpline"]
+__all__ = ["RationalQuadraticSpline", "rqs_blocked"]

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ._base import AbstractBijector
+from ._rqs import RationalQuadraticSpline, rqs_blocked
 
 
 class TransformerSpec(eqx.Module):
@@ -56,7 +57,15 @@ class TransformerSpec(eqx.Module):
         return eqx.combine(params, self.static)
 
     def apply(self, x: Array, params: Array, inverse: bool) -> tuple[Array, Array]:
-        """Apply per element: ``x`` shape (d,), ``params`` shape (num_params, d) (blocked layout)."""
+        """Apply per element: ``x`` shape (d,), ``params`` shape (num_params, d) (blocked layout).
+
+        A spline runs on the blocked layout as it is (:func:`rqs_blocked`, elementwise across the
+        d splines); other transformers are built per element and vmapped.
+        """
+        if isinstance(self.static, RationalQuadraticSpline):
+            k = self.leaf_shapes[0][0]
+            y, ld = rqs_blocked(x, params, k, *self.static.interval, inverse)
+            return y, jnp.sum(ld)
 
         def one(xi, pi):
             b = self.build(pi)
