@@ -69,13 +69,16 @@ from ._schedules import (
     vp_to_ve as vp_to_ve,
 )
 from ._spectra import (
+    OuterBasis as OuterBasis,
     SpectralGap as SpectralGap,
     StanczukResult as StanczukResult,
+    core_spectrum as core_spectrum,
     gap_intrinsic_dimension as gap_intrinsic_dimension,
     lanczos_eigh as lanczos_eigh,
     linear_manifold_spectrum as linear_manifold_spectrum,
     low_rank_spectrum as low_rank_spectrum,
     marchenko_pastur_edges as marchenko_pastur_edges,
+    outer_basis as outer_basis,
     randomized_svd as randomized_svd,
     score_jacobian as score_jacobian,
     score_jacobian_spectrum as score_jacobian_spectrum,

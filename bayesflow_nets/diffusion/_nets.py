@@ -73,11 +73,31 @@ class ScoreMLP(eqx.Module):
         """``(A, B)`` with ``∂s/∂x = A B``: the read-out weight and the last hidden layer's Jacobian.
 
         The Jacobian has rank ≤ ``width``; :func:`score_jacobian_spectrum` uses the factors when
-        that is well below ``dim``. ``B`` comes from ``width`` reverse-mode passes.
+        that is well below ``dim``. ``B = H V`` (:meth:`jacobian_core`, :meth:`jacobian_outer`).
         """
+        u, v = self.jacobian_outer()
+        return u, self.jacobian_core(x, t) @ v
+
+    def jacobian_outer(self) -> tuple[Float[Array, "dim width"], Float[Array, "width dim"]]:
+        """``(U, V)`` with ``∂s/∂x = U H(x, t) V`` at every ``(x, t)``: the read-out weight and the
+        first layer's weight on ``x`` (fixed, so :func:`outer_basis` can be computed once)."""
+        return self.layers[-1].weight, self.layers[0].weight[:, : self.dim]
+
+    def jacobian_core(self, x: Float[Array, " dim"], t: ArrayLike) -> Float[Array, "width width"]:
+        """``H(x, t)``: the last hidden layer's Jacobian with respect to the first layer's
+        pre-activation (``width`` reverse-mode passes through the hidden layers)."""
         if x.shape != (self.dim,):
             raise ValueError(f"ScoreMLP: x has shape {x.shape}, expected ({self.dim},).")
-        return self.layers[-1].weight, jax.jacrev(self._hidden)(x, t)
+        emb = sinusoidal_embedding(t, self.time_dim).astype(x.dtype)
+        pre = self.layers[0](jnp.concatenate([x, emb]))
+
+        def rest(p):
+            h = jax.nn.silu(p)
+            for layer in self.layers[1:-1]:
+                h = jax.nn.silu(layer(h))
+            return h
+
+        return jax.jacrev(rest)(pre)
 
 
 class _ResBlock(eqx.Module):

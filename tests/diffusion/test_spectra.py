@@ -221,6 +221,29 @@ def test_score_mlp_factored_spectrum_matches_dense(kind, x64):
     )
 
 
+@pytest.mark.parametrize("kind", ["eig", "svd"])
+def test_score_mlp_core_route_with_reused_basis(kind, x64):
+    # J = U H V: the fixed outer factors and the (x, t) core give the network's Jacobian, and a
+    # basis computed once serves every point and time (also inside spectra_over_time).
+    net = D.ScoreMLP(jax.random.key(2), 30, width=6, depth=3)
+    u, v = net.jacobian_outer()
+    basis = D.outer_basis(u, v, kind=kind)
+    for seed, t in [(1, 0.3), (2, 2.0)]:
+        x = jax.random.normal(jax.random.key(seed), (30,))
+        h = net.jacobian_core(x, t)
+        np.testing.assert_allclose(u @ h @ v, jax.jacfwd(lambda w, t=t: net(w, t))(x), atol=1e-12)
+        with_basis = jax.jit(
+            lambda x, b, t=t: D.score_jacobian_spectrum(net, x, t, kind=kind, basis=b)
+        )(x, basis)
+        dense = D.score_jacobian_spectrum(net, x, t, kind=kind, low_rank=False)
+        np.testing.assert_allclose(with_basis, dense, atol=1e-12)
+    grid = D.spectra_over_time(net, x, jnp.array([0.7, 2.0]), kind=kind)
+    np.testing.assert_allclose(grid[1], dense, atol=1e-12)
+    other = "svd" if kind == "eig" else "eig"
+    with pytest.raises(ValueError, match="argument 'basis' was built for"):
+        D.score_jacobian_spectrum(net, x, 0.3, kind=other, basis=basis)
+
+
 def test_low_rank_true_needs_factors():
     def score(v, t):
         return -v / (1.0 + t)
