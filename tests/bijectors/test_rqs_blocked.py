@@ -1,12 +1,12 @@
 """The blocked spline kernel: its two bin lookups agree with a gather-based NumPy reference, and
-its custom JVP (one-hot form) is the derivative of the values it returns (select form)."""
+its custom JVP (masked-sum form) is the derivative of the values it returns (select form)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayesflow_nets.bijectors._rqs import _bin_onehot, _bin_selects, _rqs, rqs_blocked
+from bayesflow_nets.bijectors._rqs import _bin_masked, _bin_selects, _rqs, rqs_blocked
 
 K, LO, HI = 6, -3.0, 3.0
 
@@ -63,7 +63,7 @@ def _inputs(seed):
 def test_both_lookups_match_gather_reference(inverse, x64):
     x, params = _inputs(0)
     ref = _reference(x, params, inverse)
-    for lookup in (_bin_selects, _bin_onehot):
+    for lookup in (_bin_selects, _bin_masked):
         out, ld = _rqs(x, params, K, LO, HI, inverse, lookup)
         np.testing.assert_allclose(np.asarray(out), ref[0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(np.asarray(ld), ref[1], rtol=0, atol=1e-10)
