@@ -25,8 +25,9 @@ def _bin_masked(x, params, k, lo, hi, inverse):
     this form well (no knot array, no gathers)."""
 
     def probs(u):
-        e = jnp.exp(u - jax.lax.stop_gradient(jnp.max(u, axis=0)))  # shift: overflow guard only
-        return e / jnp.sum(e, axis=0)
+        top = jax.lax.stop_gradient(jnp.max(u, axis=0, keepdims=True))  # overflow guard only
+        e = jnp.exp(u - top)
+        return e / jnp.sum(e, axis=0, keepdims=True)
 
     pw, ph, ud = probs(params[:k]), probs(params[k : 2 * k]), params[2 * k :]
     step, c = (hi - lo) * _MIN_BIN, (hi - lo) * (1 - _MIN_BIN * k)
@@ -34,17 +35,17 @@ def _bin_masked(x, params, k, lo, hi, inverse):
     p_in = jax.lax.stop_gradient(ph if inverse else pw)
     lower = jnp.asarray(np.tril(np.ones((k - 1, k))), p_in.dtype)  # knot j sums p_0..p_{j-1}
     interior = lo + step * jnp.arange(1, k, dtype=p_in.dtype)[:, None] + c * (lower @ p_in)
-    idx = jnp.sum((x >= interior).astype(jnp.int32), axis=0)  # the bin, 0..K−1
+    idx = jnp.sum((x[None] >= interior).astype(jnp.int32), axis=0)  # the bin, 0..K−1
     bins = jnp.arange(k)[:, None]
-    below, at = bins < idx, bins == idx
+    below, at = bins < idx[None], bins == idx[None]
 
     def ends(p):
-        start = lo + step * idx + c * jnp.sum(jnp.where(below, p, 0.0), axis=0)
+        start = lo + step * idx.astype(p.dtype) + c * jnp.sum(jnp.where(below, p, 0.0), axis=0)
         return start, start + step + c * jnp.sum(jnp.where(at, p, 0.0), axis=0)
 
     def pick(offset):  # ud[idx − offset]
         rows = jnp.arange(k - 1)[:, None]
-        return jnp.sum(jnp.where(rows == idx - offset, ud, 0.0), axis=0)
+        return jnp.sum(jnp.where(rows == idx[None] - offset, ud, 0.0), axis=0)
 
     (x0, x1), (y0, y1) = ends(pw), ends(ph)
     return idx, (x0, x1, y0, y1, pick(1), pick(0))
