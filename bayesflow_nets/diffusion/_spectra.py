@@ -166,7 +166,12 @@ def core_spectrum(
     the ``2r × 2r`` matrix ``½ (P + Pᵀ)`` and the other ``d − 2r`` are exact zeros. Singular
     values (descending): those of ``R_U H R_Vᵀ`` (``r × r``), then ``d − r`` zeros.
     """
-    r = h.shape[0]
+    r = basis.r.shape[0] // 2 if basis.kind == "eig" else basis.r_u.shape[0]
+    if h.shape != (r, r) or d < (2 if basis.kind == "eig" else 1) * r:
+        raise ValueError(
+            f"core_spectrum: the basis is for a core H of shape ({r}, {r}) and d >= "
+            f"{(2 if basis.kind == 'eig' else 1) * r}; got H of shape {h.shape} and d = {d}."
+        )
     if basis.kind == "eig":
         p = basis.r[:, :r] @ (h @ basis.r[:, r:].T)
         vals = symmetric_eigvalsh(0.5 * (p + p.T), solver=solver)

@@ -242,6 +242,10 @@ def test_score_mlp_core_route_with_reused_basis(kind, x64):
     other = "svd" if kind == "eig" else "eig"
     with pytest.raises(ValueError, match="argument 'basis' was built for"):
         D.score_jacobian_spectrum(net, x, 0.3, kind=other, basis=basis)
+    with pytest.raises(ValueError, match="core_spectrum: the basis is for a core H of shape"):
+        D.core_spectrum(basis, jnp.eye(5), 30)
+    with pytest.raises(ValueError, match="core_spectrum: the basis is for a core H of shape"):
+        D.core_spectrum(basis, h, 5)
 
 
 def test_low_rank_true_needs_factors():
