@@ -78,7 +78,7 @@ class MaskedAutoregressive(AbstractBijector):
     def _inverse_and_log_det(self, y, condition):
         dim, n = self.shape[0], self.spec.num_params
         made = self.made
-        ws = [jnp.where(m, w, jnp.zeros((), w.dtype)) for w, m in zip(made.weights, made.masks)]
+        ws = made.masked_weights()
         w_in, w_hidden, w_out = ws[0], ws[1:-1], ws[-1].reshape(-1, n, dim)
         b_out = made.biases[-1].reshape(n, dim)
         offset = 0 if condition is None else condition.shape[0]

@@ -60,11 +60,17 @@ class MaskedMLP(eqx.Module):
         self.masks = tuple(ms) if masked else None
         self.activation = activation
 
+    def masked_weights(self) -> tuple[Array, ...]:
+        """The weights with their masks applied (the weights themselves when unmasked)."""
+        if self.masks is None:
+            return self.weights
+        return tuple(
+            jnp.where(m, w, jnp.zeros((), w.dtype)) for w, m in zip(self.weights, self.masks)
+        )
+
     def __call__(self, x: Array) -> Array:
         n = len(self.weights)
-        masks = self.masks if self.masks is not None else (None,) * n
-        for i, (w, b, m) in enumerate(zip(self.weights, self.biases, masks)):
-            w = w if m is None else jnp.where(m, w, jnp.zeros((), w.dtype))
+        for i, (w, b) in enumerate(zip(self.masked_weights(), self.biases)):
             x = x @ w + b
             if i < n - 1:
                 x = self.activation(x)

@@ -62,8 +62,18 @@ class ScoreMLP(eqx.Module):
         return self.layers[-1](self._hidden(x, t))
 
     def _hidden(self, x: Float[Array, " dim"], t: ArrayLike) -> Float[Array, " width"]:
-        h = jnp.concatenate([x, sinusoidal_embedding(t, self.time_dim).astype(x.dtype)])
-        for layer in self.layers[:-1]:
+        return self._from_first(self._first(x, t))
+
+    def _first(self, x, t):
+        """The first layer's pre-activation."""
+        return self.layers[0](
+            jnp.concatenate([x, sinusoidal_embedding(t, self.time_dim).astype(x.dtype)])
+        )
+
+    def _from_first(self, pre):
+        """The last hidden layer from the first layer's pre-activation."""
+        h = jax.nn.silu(pre)
+        for layer in self.layers[1:-1]:
             h = jax.nn.silu(layer(h))
         return h
 
@@ -88,16 +98,7 @@ class ScoreMLP(eqx.Module):
         pre-activation (``width`` reverse-mode passes through the hidden layers)."""
         if x.shape != (self.dim,):
             raise ValueError(f"ScoreMLP: x has shape {x.shape}, expected ({self.dim},).")
-        emb = sinusoidal_embedding(t, self.time_dim).astype(x.dtype)
-        pre = self.layers[0](jnp.concatenate([x, emb]))
-
-        def rest(p):
-            h = jax.nn.silu(p)
-            for layer in self.layers[1:-1]:
-                h = jax.nn.silu(layer(h))
-            return h
-
-        return jax.jacrev(rest)(pre)
+        return jax.jacrev(self._from_first)(self._first(x, t))
 
 
 class _ResBlock(eqx.Module):
