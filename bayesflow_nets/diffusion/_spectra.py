@@ -174,8 +174,11 @@ def core_spectrum(
             f"{(2 if basis.kind == 'eig' else 1) * r}; got H of shape {h.shape} and d = {d}."
         )
     if basis.kind == "eig":
-        p = basis.r[:, :r] @ (h @ basis.r[:, r:].T)
-        vals = symmetric_eigvalsh(0.5 * (p + p.T), solver=solver)
+        # R is upper triangular, so P's last r rows are zero: P = [[M, N], [0, 0]] with
+        # [M, N] = R[:r, :r] H R[:, r:]ᵀ, and ½ (P + Pᵀ) = [[½ (M + Mᵀ), ½ N], [½ Nᵀ, 0]].
+        m, n = jnp.split(basis.r[:r, :r] @ (h @ basis.r[:, r:].T), 2, axis=1)
+        sym = 0.5 * jnp.block([[m + m.T, n], [n.T, jnp.zeros_like(m)]])
+        vals = symmetric_eigvalsh(sym, solver=solver)
         return jnp.sort(jnp.concatenate([vals, jnp.zeros(d - 2 * r, vals.dtype)]))
     vals = jnp.linalg.svd(basis.r_u @ h @ basis.r_v.T, compute_uv=False)
     return jnp.concatenate([vals, jnp.zeros(d - r, vals.dtype)])
