@@ -13,7 +13,9 @@ For a time-embedded MLP score (untrained weights: cost does not depend on traini
   full-Jacobian top-k where the full Jacobian is affordable (d = 784).
 Writes benchmarks/results/score_jacobian.json. The eigensolver and JAX's QR call OpenBLAS; on a
 2-core machine its second thread competes with XLA's workers, so the spectrum rows also read
-with ``OPENBLAS_NUM_THREADS=1`` (recorded in the JSON).
+with ``OPENBLAS_NUM_THREADS=1`` (recorded in the JSON). Each row is the median of repeated calls
+after warm-up calls (for the millisecond rows, at least 1 s of them), timed one variant at a time: interleaving the variants would slow the
+XLA-only anchor, which then runs while OpenBLAS's threads still spin after the eigensolver.
 
     python benchmarks/score_jacobian.py [--quick]
     OPENBLAS_NUM_THREADS=1 python benchmarks/score_jacobian.py --out benchmarks/results/score_jacobian_openblas1.json
@@ -22,6 +24,7 @@ with ``OPENBLAS_NUM_THREADS=1`` (recorded in the JSON).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -40,8 +43,14 @@ from bayesflow_nets.diffusion import (
 )
 
 
-def timeit(fn, *args, repeats=5):
-    jax.block_until_ready(fn(*args))
+def timeit(fn, *args, repeats=5, warmup=3, warmup_s=0.0):
+    """Median seconds over ``repeats`` calls, after ``warmup`` calls and ``warmup_s`` seconds of
+    calls (a process's first second runs its LAPACK calls up to 2.4× slower)."""
+    t_end = time.perf_counter() + warmup_s
+    for i in itertools.count():
+        if i >= warmup and time.perf_counter() >= t_end:
+            break
+        jax.block_until_ready(fn(*args))
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -95,12 +104,14 @@ def main():
         evals = jax.jit(lambda xs, net=net: jax.vmap(lambda v: net(v, t))(xs))
         xs = x + 0.01 * jax.random.normal(jax.random.key(2), (d,) + x.shape)
         reps = 31 if label == "mlp" else 5  # millisecond rows: more repeats against noise
-        tj = timeit(jac, x, repeats=reps)
-        ts = timeit(spec, x, repeats=reps)
-        tsd = timeit(spec_dense, x, repeats=reps)
-        tsj = timeit(spec_jax, x, repeats=reps)
-        te = timeit(evals, xs, repeats=reps)
-        tr = timeit(spec_reuse, x, basis, repeats=reps) if spec_reuse is not None else None
+        # the U-Net's seconds-long calls need no more than one warm-up call
+        warm = dict(warmup=3, warmup_s=1.0) if label == "mlp" else dict(warmup=1)
+        tj = timeit(jac, x, repeats=reps, **warm)
+        ts = timeit(spec, x, repeats=reps, **warm)
+        tsd = timeit(spec_dense, x, repeats=reps, **warm)
+        tsj = timeit(spec_jax, x, repeats=reps, **warm)
+        te = timeit(evals, xs, repeats=reps, **warm)
+        tr = timeit(spec_reuse, x, basis, repeats=reps, **warm) if spec_reuse is not None else None
         err = float(np.max(np.abs(np.asarray(spec(x)) - np.asarray(spec_dense(x)))))
         if spec_reuse is not None:
             reuse = np.asarray(spec_reuse(x, basis))
@@ -143,7 +154,7 @@ def main():
             return 0.5 * (jv + vj)
 
         lz = jax.jit(lambda key, d=d, mv=matvec: lanczos_eigh(mv, d, key, k, num_iter=3 * k + 20))
-        tl = timeit(lz, jax.random.key(3), repeats=3)
+        tl = timeit(lz, jax.random.key(3), repeats=3, warmup=1)
         top = np.asarray(lz(jax.random.key(3))[0])
         row = {"d": d, "k": k, "lanczos_s": tl}
         if d <= 784:
