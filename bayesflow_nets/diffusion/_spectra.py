@@ -143,8 +143,8 @@ def outer_basis(
 
     Compute it once per network (e.g. from ``ScoreMLP.jacobian_outer()``) and pass it to
     :func:`score_jacobian_spectrum` at many ``(x, t)``: each point then costs the ``r × r`` core
-    and the ``2r × 2r`` eigensolver only (d = 784, width 256: 10.4–11.2 ms instead of
-    15.2–15.5 ms in ``benchmarks/score_jacobian.py``).
+    and the ``2r × 2r`` eigensolver only (d = 784, width 256: 9.9–10.5 ms instead of
+    14.8–15.2 ms per call in ``benchmarks/score_jacobian.py``, session 12).
     """
     _check_kind("outer_basis", kind)
     if u.ndim != 2 or v.ndim != 2 or v.shape != (u.shape[1], u.shape[0]):
