@@ -167,7 +167,7 @@ def plot(table, ds, samples, path_curve, path_samples, setup=DIGITS, models=MODE
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name in (m for m in models if m != "MAF"):
+    for name in [n for n in models if n != "MAF"]:
         m = [table[(name, d)][0] for d in ds]
         s = [table[(name, d)][1] for d in ds]
         ax.errorbar(ds, m, yerr=s, marker="o", capsize=3, label=name)

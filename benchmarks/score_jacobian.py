@@ -14,8 +14,9 @@ For a time-embedded MLP score (untrained weights: cost does not depend on traini
 Writes benchmarks/results/score_jacobian.json. The eigensolver and JAX's QR call OpenBLAS; on a
 2-core machine its second thread competes with XLA's workers, so the spectrum rows also read
 with ``OPENBLAS_NUM_THREADS=1`` (recorded in the JSON). Each row is the median of repeated calls
-after warm-up calls (for the millisecond rows, at least 1 s of them), timed one variant at a time: interleaving the variants would slow the
-XLA-only anchor, which then runs while OpenBLAS's threads still spin after the eigensolver.
+after warm-up calls (for the millisecond rows, at least 1 s of them), timed one variant at a
+time: interleaving the variants would slow the XLA-only anchor, which then runs while
+OpenBLAS's threads still spin after the eigensolver.
 
     python benchmarks/score_jacobian.py [--quick]
     OPENBLAS_NUM_THREADS=1 python benchmarks/score_jacobian.py --out benchmarks/results/score_jacobian_openblas1.json
@@ -24,7 +25,6 @@ XLA-only anchor, which then runs while OpenBLAS's threads still spin after the e
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import time
@@ -47,9 +47,9 @@ def timeit(fn, *args, repeats=5, warmup=3, warmup_s=0.0):
     """Median seconds over ``repeats`` calls, after ``warmup`` calls and ``warmup_s`` seconds of
     calls (a process's first second runs its LAPACK calls up to 2.4× slower)."""
     t_end = time.perf_counter() + warmup_s
-    for i in itertools.count():
-        if i >= warmup and time.perf_counter() >= t_end:
-            break
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    while time.perf_counter() < t_end:
         jax.block_until_ready(fn(*args))
     ts = []
     for _ in range(repeats):

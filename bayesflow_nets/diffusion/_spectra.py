@@ -136,6 +136,12 @@ def _check_kind(fn: str, kind: str) -> None:
         raise ValueError(f"{fn}: kind must be 'eig' or 'svd', got {kind!r}.")
 
 
+def _span(kind: str, r: int) -> int:
+    """How many values of a rank-``r`` factored Jacobian's spectrum can be nonzero: the ``2r``
+    eigenvalues of its symmetric part, or its ``r`` singular values."""
+    return 2 * r if kind == "eig" else r
+
+
 def outer_basis(
     u: Float[Array, "d r"], v: Float[Array, "r d"], *, kind: str = "eig"
 ) -> OuterBasis:
@@ -168,10 +174,10 @@ def core_spectrum(
     values (descending): those of ``R_U H R_Vᵀ`` (``r × r``), then ``d − r`` zeros.
     """
     r = basis.r.shape[0] // 2 if basis.kind == "eig" else basis.r_u.shape[0]
-    if h.shape != (r, r) or d < (2 if basis.kind == "eig" else 1) * r:
+    if h.shape != (r, r) or d < _span(basis.kind, r):
         raise ValueError(
             f"core_spectrum: the basis is for a core H of shape ({r}, {r}) and d >= "
-            f"{(2 if basis.kind == 'eig' else 1) * r}; got H of shape {h.shape} and d = {d}."
+            f"{_span(basis.kind, r)}; got H of shape {h.shape} and d = {d}."
         )
     if basis.kind == "eig":
         # R is upper triangular, so P's last r rows are zero: P = [[M, N], [0, 0]] with
@@ -202,7 +208,7 @@ def low_rank_spectrum(
             f"{a.shape} and {b.shape}."
         )
     d, r = a.shape
-    if (2 if kind == "eig" else 1) * r >= d:
+    if _span(kind, r) >= d:
         return _dense_spectrum(a @ b, kind, solver)
     return core_spectrum(outer_basis(a, b, kind=kind), jnp.eye(r, dtype=a.dtype), d, solver=solver)
 
@@ -224,7 +230,7 @@ def _use_factors(score_fn, x: Array, t, kind: str, low_rank) -> bool:
     if low_rank is False or factors is None or x.ndim != 1:
         return False
     a_shape = jax.eval_shape(factors, x, t)[0].shape
-    return low_rank is True or (2 if kind == "eig" else 1) * a_shape[1] < a_shape[0]
+    return low_rank is True or _span(kind, a_shape[1]) < a_shape[0]
 
 
 def score_jacobian_spectrum(
