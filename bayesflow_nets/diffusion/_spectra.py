@@ -86,12 +86,35 @@ def score_jacobian(
     return cols.T
 
 
-def _lapack_eigvalsh(s):
-    s = np.asarray(s)
-    if not np.isfinite(s).all():  # as jnp.linalg.eigvalsh: NaN out, not an exception
+def _lapack_values(s: np.ndarray) -> np.ndarray:
+    """LAPACK ``?syevd`` values only, from the lower triangle of a writable Fortran-order ``s``
+    (overwritten); NaN out for non-finite input, as ``jnp.linalg.eigvalsh``, not an exception."""
+    if not np.isfinite(s).all():
         return np.full(s.shape[:-1], np.nan, dtype=s.dtype)
-    vals = scipy.linalg.eigh(s, eigvals_only=True, driver="evd", check_finite=False)
+    vals = scipy.linalg.eigh(
+        s, lower=True, eigvals_only=True, driver="evd", check_finite=False, overwrite_a=True
+    )
     return np.asarray(vals, dtype=s.dtype)
+
+
+def _lapack_eigvalsh(s):
+    return _lapack_values(np.array(s, order="F"))  # a copy: the callback's buffer is read-only
+
+
+def _lapack_saddle_eigvalsh(a, b):
+    """Eigenvalues of ``[[A, B], [Bᵀ, 0]]``, assembled straight into LAPACK's Fortran layout."""
+    a, b = np.asarray(a), np.asarray(b)
+    r = a.shape[0]
+    s = np.zeros((r + b.shape[1],) * 2, dtype=a.dtype, order="F")
+    s[:r, :r] = a
+    s[r:, :r] = b.T
+    return _lapack_values(s)
+
+
+def _use_lapack(solver: str, n: int) -> bool:
+    if solver not in ("auto", "jax", "lapack"):
+        raise ValueError(f"argument 'solver' must be 'auto', 'jax' or 'lapack', got {solver!r}.")
+    return solver == "lapack" or (solver == "auto" and jax.default_backend() == "cpu" and n >= 256)
 
 
 def symmetric_eigvalsh(
@@ -105,14 +128,28 @@ def symmetric_eigvalsh(
     backend). ``"auto"``: LAPACK on the CPU backend for ``d ≥ 256`` (below that the callback's
     overhead outweighs the saving), JAX otherwise.
     """
-    if solver not in ("auto", "jax", "lapack"):
-        raise ValueError(f"argument 'solver' must be 'auto', 'jax' or 'lapack', got {solver!r}.")
-    if solver == "jax" or (
-        solver == "auto" and (jax.default_backend() != "cpu" or sym.shape[-1] < 256)
-    ):
+    if not _use_lapack(solver, sym.shape[-1]):
         return jnp.linalg.eigvalsh(sym)
     out = jax.ShapeDtypeStruct(sym.shape[:-1], sym.dtype)
     return jax.pure_callback(_lapack_eigvalsh, out, sym, vmap_method="sequential")
+
+
+def _saddle_eigvalsh(a: Array, b: Array, solver: str) -> Array:
+    """Eigenvalues (ascending) of the symmetric ``[[A, B], [Bᵀ, 0]]`` (``A`` symmetric)."""
+    n = a.shape[0] + b.shape[1]
+    if not _use_lapack(solver, n):
+        return jnp.linalg.eigvalsh(jnp.block([[a, b], [b.T, jnp.zeros((b.shape[1],) * 2, a.dtype)]]))
+    out = jax.ShapeDtypeStruct((n,), a.dtype)
+    return jax.pure_callback(_lapack_saddle_eigvalsh, out, a, b, vmap_method="sequential")
+
+
+def _insert_zeros(vals: Array, d: int) -> Array:
+    """Ascending ``vals`` with ``d − len(vals)`` exact zeros put in order (a gather, not a sort)."""
+    n = vals.shape[0]
+    k = jnp.sum(vals < 0)
+    i = jnp.arange(d)
+    src = jnp.clip(jnp.where(i < k, i, i - (d - n)), 0, n - 1)
+    return jnp.where((i >= k) & (i < k + d - n), jnp.zeros((), vals.dtype), vals[src])
 
 
 def _dense_spectrum(jac: Array, kind: str, solver: str) -> Array:
@@ -149,8 +186,8 @@ def outer_basis(
 
     Compute it once per network (e.g. from ``ScoreMLP.jacobian_outer()``) and pass it to
     :func:`score_jacobian_spectrum` at many ``(x, t)``: each point then costs the ``r × r`` core
-    and the ``2r × 2r`` eigensolver only (d = 784, width 256: 9.9–10.5 ms instead of
-    14.8–15.2 ms per call in ``benchmarks/score_jacobian.py``, session 12).
+    and the ``2r × 2r`` eigensolver only (d = 784, width 256: 7.8–10.2 ms instead of
+    13.2–13.5 ms per call in ``benchmarks/score_jacobian.py``, session 13).
     """
     _check_kind("outer_basis", kind)
     if u.ndim != 2 or v.ndim != 2 or v.shape != (u.shape[1], u.shape[0]):
@@ -182,10 +219,8 @@ def core_spectrum(
     if basis.kind == "eig":
         # R is upper triangular, so P's last r rows are zero: P = [[M, N], [0, 0]] with
         # [M, N] = R[:r, :r] H R[:, r:]ᵀ, and ½ (P + Pᵀ) = [[½ (M + Mᵀ), ½ N], [½ Nᵀ, 0]].
-        m, n = jnp.split(basis.r[:r, :r] @ (h @ basis.r[:, r:].T), 2, axis=1)
-        sym = 0.5 * jnp.block([[m + m.T, n], [n.T, jnp.zeros_like(m)]])
-        vals = symmetric_eigvalsh(sym, solver=solver)
-        return jnp.sort(jnp.concatenate([vals, jnp.zeros(d - 2 * r, vals.dtype)]))
+        m, n = jnp.split((basis.r[:r, :r] @ h) @ basis.r[:, r:].T, 2, axis=1)
+        return _insert_zeros(_saddle_eigvalsh(0.5 * (m + m.T), 0.5 * n, solver), d)
     vals = jnp.linalg.svd(basis.r_u @ h @ basis.r_v.T, compute_uv=False)
     return jnp.concatenate([vals, jnp.zeros(d - r, vals.dtype)])
 
