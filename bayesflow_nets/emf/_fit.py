@@ -29,7 +29,7 @@ from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 
-from .._compile import TRAINING, run_once_jit
+from .._compile import run_once_jit, training_options
 from ._autoguide import AutoEMF
 from ._stl import StickingTheLandingELBO
 
@@ -318,7 +318,7 @@ def fit_vi(
             optim_state = run_once_jit(svi.optim.init)(params)
             state = SVIState(optim_state, state.mutable_state, state.rng_key)
 
-    @functools.partial(jax.jit, compiler_options=TRAINING)
+    @functools.partial(jax.jit, compiler_options=training_options())
     def run_chunk(state):
         def body(s, _):
             s, loss = svi.stable_update(s, *args, **kwargs)
