@@ -78,21 +78,25 @@ def _start_anneal(svi_state, decay: float):
     )
 
 
-# key splitting outside jit: compiled once per count, not worth an optimised build
-_split = run_once_jit(jax.random.split)
+@run_once_jit
+def _split_keys(key, num: int) -> tuple:
+    """``jax.random.split(key, num)`` as a tuple of keys: one small program per ``num``, and no
+    further programs to unstack or index the result eagerly."""
+    return tuple(jax.random.split(key, num))
 
 
 @run_once_jit
-def _draws_and_log_weights_batch(model, guide, params, keys, args, kwargs, sites):
-    """One compiled batch of guide draws (``sites``) with log p(x, y) and log q(x); model and
-    guide are static, so every call with the same batch size reuses the compilation."""
+def _draws_and_log_weights_batch(model, guide, params, key, index, batch, args, kwargs, sites):
+    """Batch ``index`` of ``batch`` guide draws (``sites``) with log p(x, y) and log q(x), keyed
+    by ``fold_in(key, index)``; model and guide are static, so every batch of the same size
+    reuses one compilation (key derivation included)."""
 
     def one(k):
         lq, gtr = log_density(handlers.seed(guide, k), args, kwargs, params)
         lp, mtr = log_density(handlers.replay(model, gtr), args, kwargs, params)
         return {s: mtr[s]["value"] for s in sites if s in mtr}, lp, lq
 
-    return jax.vmap(one)(keys)
+    return jax.vmap(one)(jax.random.split(jax.random.fold_in(key, index), batch))
 
 
 def _latent_and_deterministic_sites(model, args, kwargs) -> tuple[str, ...]:
@@ -112,18 +116,24 @@ def _draws_and_log_weights(model, guide, params, key, n, args, kwargs, sites=Non
         sites = _latent_and_deterministic_sites(model, args, kwargs)
     batch = min(n, EVAL_BATCH)
     num_batches = -(-n // batch)
-    keys = _split(key, num_batches * batch)
-    keys = keys.reshape((num_batches, batch) + keys.shape[1:])
     parts = [
-        _draws_and_log_weights_batch(model, guide, params, k, args, kwargs, sites) for k in keys
+        _draws_and_log_weights_batch(
+            model, guide, params, key, np.asarray(i, np.int32), batch, args, kwargs, sites
+        )
+        for i in range(num_batches)
     ]
-    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:n], *parts)
+    if num_batches == 1 and n == batch:
+        return parts[0]
+    # joined on the host: eager jnp.concatenate/slicing would compile a program per shape
+    return jax.tree_util.tree_map(
+        lambda *a: jnp.asarray(np.concatenate([np.asarray(v) for v in a])[:n]), *parts
+    )
 
 
 def _log_weights(model, guide, params, key, n, args, kwargs):
     """log p(x, y) − log q(x) for ``n`` guide draws (one particle each)."""
     _, lp, lq = _draws_and_log_weights(model, guide, params, key, n, args, kwargs, sites=())
-    return lp - lq
+    return np.asarray(lp) - np.asarray(lq)
 
 
 class VIResult:
@@ -181,7 +191,7 @@ class VIResult:
             self.model,
             self._args,
             self._kwargs,
-            sample_stats={"log_weight": split(lp - lq), "lp": split(lp)},
+            sample_stats={"log_weight": split(np.asarray(lp) - np.asarray(lq)), "lp": split(lp)},
             coords=coords,
             dims=dims,
             attrs={
@@ -242,7 +252,7 @@ def _init_state(svi: SVI, guide, rng_key, args, kwargs):
     small programs). An AutoGuide's prototype is set up first, outside the trace, with the guide
     seed ``svi.init`` would give it."""
     if isinstance(guide, AutoGuide) and guide.prototype_trace is None:
-        guide_seed = _split(rng_key, 3)[2]
+        guide_seed = _split_keys(rng_key, 3)[2]
         handlers.seed(guide._setup_prototype, guide_seed)(*args, **kwargs)
     return run_once_jit(lambda key: svi.init(key, *args, **kwargs))(rng_key)
 
@@ -287,7 +297,7 @@ def fit_vi(
         )
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    k_init, k_run, k_eval = _split(key, 3)
+    k_init, _, k_eval = _split_keys(key, 3)
     gate_lr = 10.0 * learning_rate if gate_learning_rate is None else gate_learning_rate
 
     def sched(peak):
@@ -362,7 +372,7 @@ def fit_vi(
     params = svi.get_params(state)
     # the same compiled batch function later serves ``VIResult.samples`` and ``to_arviz``
     _, lp, lq = _draws_and_log_weights(model, guide, params, k_eval, num_eval, args, kwargs)
-    logw = np.asarray(lp - lq)
+    logw = np.asarray(lp) - np.asarray(lq)
     finite = np.isfinite(logw)
     elbo = float(np.mean(logw[finite])) if finite.any() else float("nan")
     elbo_se = float(np.std(logw[finite]) / np.sqrt(max(finite.sum(), 1)))

@@ -189,7 +189,9 @@ def test_fit_vi_annealed_end_recovers_correlated_posterior(x64):
         num_particles=8, rng_key=jax.random.PRNGKey(0),
     )
     assert res.status == "converged"
-    beta = np.asarray(res.samples(jax.random.PRNGKey(1), 4000)["beta"])
+    # 20 000 draws: the fitted q is ~3 % wider than the posterior and its sd estimate from 4000
+    # draws varies by a further ±3 % with the key
+    beta = np.asarray(res.samples(jax.random.PRNGKey(1), 20000)["beta"])
     sd = np.sqrt(np.diag(cov))
     np.testing.assert_array_less(np.abs(beta.mean(0) - mean) / sd, 0.12)
     np.testing.assert_allclose(beta.std(0), sd, rtol=0.06)
