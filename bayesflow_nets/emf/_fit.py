@@ -10,7 +10,7 @@ k̂ diagnostic (ArviZ ``psislw`` on log p − log q) that warns above 0.7.
 
 from __future__ import annotations
 
-import functools
+import concurrent.futures
 import time
 import warnings
 from typing import Any, NamedTuple
@@ -257,6 +257,58 @@ def _init_state(svi: SVI, guide, rng_key, args, kwargs):
     return run_once_jit(lambda key: svi.init(key, *args, **kwargs))(rng_key)
 
 
+def _with_callers_x64(fn):
+    """``fn`` run under the calling thread's float64 setting (``jax.enable_x64`` as a context
+    manager is thread-local; a worker would otherwise trace a float32 program, which the
+    caller's later calls could not reuse)."""
+    x64 = bool(jax.config.jax_enable_x64)
+
+    def run(*args):
+        with jax.enable_x64(x64):
+            return fn(*args)
+
+    return run
+
+
+def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, progress, t0):
+    """Run ``run_chunk`` until ``num_steps`` or convergence (see :func:`fit_vi`); returns the
+    state, the per-chunk losses, the status and the number of steps taken."""
+    losses = []
+    status = "max_steps"
+    prev = None
+    steps = 0
+    annealing = False
+    last_finite = state
+    while steps < num_steps:
+        new_state, chunk_losses = run_chunk(state)
+        chunk_losses = np.asarray(chunk_losses)
+        steps += chunk
+        losses.append(chunk_losses)
+        if not np.all(np.isfinite(chunk_losses)):
+            status = "nonfinite"
+            state = last_finite
+            break
+        state = last_finite = new_state
+        mean = float(np.mean(chunk_losses))
+        se = float(np.std(chunk_losses) / np.sqrt(len(chunk_losses)))
+        if progress:
+            print(
+                f"fit_vi: step {steps:6d}  loss {mean:.4f} ± {se:.4f}  "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
+        if annealing:
+            status = "converged"
+            break
+        if prev is not None and steps >= min_steps and prev - mean < se:
+            # Plateau at the current learning rate: the iterates now wander at the noise floor
+            # of that rate. One more chunk with the step decaying geometrically to 1 % settles
+            # them (same compiled chunk: the decay lives in the optimiser state).
+            state = _start_anneal(state, 0.01 ** (1.0 / chunk))
+            annealing = True
+        prev = mean
+    return state, losses, status, steps
+
+
 def fit_vi(
     model,
     guide,
@@ -319,16 +371,7 @@ def fit_vi(
     elbo_cls = StickingTheLandingELBO if estimator == "stl" else Trace_ELBO
     svi = SVI(model, guide, optax_to_numpyro(tx), elbo_cls(num_particles=num_particles))
     state = _init_state(svi, guide, k_init, args, kwargs)
-    if init == "laplace" and isinstance(guide, AutoEMF):
-        loc, cov, ok = laplace_approximation(guide)
-        if ok:
-            params = guide.laplace_init_params(svi.get_params(state), loc, cov)
-            # AutoEMF's params carry no constraint: a fresh optimiser state at the new values is
-            # what ``svi.init(..., init_params=params)`` returns, without re-tracing guide/model
-            optim_state = run_once_jit(svi.optim.init)(params)
-            state = SVIState(optim_state, state.mutable_state, state.rng_key)
 
-    @functools.partial(jax.jit, compiler_options=training_options())
     def run_chunk(state):
         def body(s, _):
             s, loss = svi.stable_update(s, *args, **kwargs)
@@ -336,39 +379,33 @@ def fit_vi(
 
         return jax.lax.scan(body, state, None, length=chunk)
 
-    losses = []
-    status = "max_steps"
-    prev = None
-    steps = 0
-    annealing = False
-    last_finite = state
-    while steps < num_steps:
-        new_state, chunk_losses = run_chunk(state)
-        chunk_losses = np.asarray(chunk_losses)
-        steps += chunk
-        losses.append(chunk_losses)
-        if not np.all(np.isfinite(chunk_losses)):
-            status = "nonfinite"
-            state = last_finite
-            break
-        state = last_finite = new_state
-        mean = float(np.mean(chunk_losses))
-        se = float(np.std(chunk_losses) / np.sqrt(len(chunk_losses)))
-        if progress:
-            print(
-                f"fit_vi: step {steps:6d}  loss {mean:.4f} ± {se:.4f}  "
-                f"({time.perf_counter() - t0:.1f} s)"
-            )
-        if annealing:
-            status = "converged"
-            break
-        if prev is not None and steps >= min_steps and prev - mean < se:
-            # Plateau at the current learning rate: the iterates now wander at the noise floor
-            # of that rate. One more chunk with the step decaying geometrically to 1 % settles
-            # them (same compiled chunk: the decay lives in the optimiser state).
-            state = _start_anneal(state, 0.01 ** (1.0 / chunk))
-            annealing = True
-        prev = mean
+    # The training chunk is traced and lowered here (NumPyro's handler stack is global, so on
+    # this thread) and compiled by XLA on a worker thread while the Laplace fit and whitening
+    # run here: they change the state's values, not its types.
+    lowered = jax.jit(run_chunk, compiler_options=training_options()).trace(state).lower()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        compiling = pool.submit(lowered.compile)
+        if init == "laplace" and isinstance(guide, AutoEMF):
+            loc, cov, ok = laplace_approximation(guide)
+            if ok:
+                params = guide.laplace_init_params(svi.get_params(state), loc, cov)
+                # AutoEMF's params carry no constraint: a fresh optimiser state at the new
+                # values is what ``svi.init(..., init_params=params)`` returns, without
+                # re-tracing guide/model
+                optim_state = run_once_jit(svi.optim.init)(params)
+                state = SVIState(optim_state, state.mutable_state, state.rng_key)
+        run_chunk = compiling.result()
+        # While training runs (this thread only dispatches the compiled chunk and waits), a
+        # worker traces and compiles the evaluation batch by evaluating it once at the starting
+        # parameters; the final ELBO, ``samples`` and ``to_arviz`` then reuse that program.
+        warming = pool.submit(
+            _with_callers_x64(_draws_and_log_weights),
+            model, guide, svi.get_params(state), k_eval, num_eval, args, kwargs,
+        )
+        state, losses, status, steps = _train_chunks(
+            run_chunk, state, num_steps, chunk, min_steps, progress, t0
+        )
+        concurrent.futures.wait([warming])  # its errors, if any, recur in the evaluation below
     params = svi.get_params(state)
     # the same compiled batch function later serves ``VIResult.samples`` and ``to_arviz``
     _, lp, lq = _draws_and_log_weights(model, guide, params, k_eval, num_eval, args, kwargs)

@@ -76,6 +76,29 @@ def test_fit_vi_exact_family_reaches_log_evidence(x64):
     assert set(idata.posterior.data_vars) == {"mu", "b", "shifted"}
 
 
+def test_fit_vi_compiles_evaluation_batch_once(x64, caplog):
+    # fit_vi compiles the evaluation batch on a worker thread during training (by evaluating it
+    # once); the final ELBO and later samples must reuse that program, not compile another
+    # (the global flag: the context manager is thread-local and part of the jit cache key)
+    guide = AutoEMF(conjugate_model)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level("WARNING"):
+            res = fit_vi(
+                conjugate_model, guide, Y, progress=False, num_steps=500, chunk=250,
+                min_steps=500,
+            )
+            draws = res.samples(jax.random.PRNGKey(1), 2500)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [
+        r for r in caplog.records
+        if "Compiling" in r.getMessage() and "_draws_and_log_weights_batch" in r.getMessage()
+    ]
+    assert len(compiled) == 1
+    assert draws["b"].shape == (2500, Y.shape[0]) and np.isfinite(res.elbo)
+
+
 def test_autoemf_validation():
     with pytest.raises(ValueError, match="argument 'backbone'"):
         AutoEMF(conjugate_model, backbone="bnaf")
