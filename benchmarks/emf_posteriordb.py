@@ -292,7 +292,7 @@ def markdown_table(out: pathlib.Path = OUT) -> str:
         ok = "**" if r["mean_err"] <= 0.1 and r["sd_logerr"] <= 0.1 else ""
         lines.append(
             f"| {r['posterior']} | {r['method']} | {ok}{r['mean_err']:.3f}{ok} | "
-            f"{ok}{r['sd_logerr']:.3f}{ok} | {r['w1']:.3f} | {r['elbo']:.2f} | {r['wall_s']:.0f} |"
+            f"{ok}{r['sd_logerr']:.3f}{ok} | {r['w1']:.3f} | {r['elbo']:.2f} | {r['wall_s']:.1f} |"
         )
     return "\n".join(lines)
 

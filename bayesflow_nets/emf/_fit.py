@@ -270,7 +270,7 @@ def _with_callers_x64(fn):
     return run
 
 
-def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, progress, t0):
+def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, tol, progress, t0):
     """Run ``run_chunk`` until ``num_steps`` or convergence (see :func:`fit_vi`); returns the
     state, the per-chunk losses, the status and the number of steps taken."""
     losses = []
@@ -299,7 +299,7 @@ def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, progress, t0):
         if annealing:
             status = "converged"
             break
-        if prev is not None and steps >= min_steps and prev - mean < se:
+        if prev is not None and steps >= min_steps and prev - mean < max(se, tol):
             # Plateau at the current learning rate: the iterates now wander at the noise floor
             # of that rate. One more chunk with the step decaying geometrically to 1 % settles
             # them (same compiled chunk: the decay lives in the optimiser state).
@@ -322,6 +322,7 @@ def fit_vi(
     init: str = "laplace",
     chunk: int = 500,
     min_steps: int = 1500,
+    tol: float = 0.02,
     num_eval: int = 1000,
     estimator: str = "elbo",
     **kwargs,
@@ -331,12 +332,15 @@ def fit_vi(
     ``*args, **kwargs`` go to the model, as in NumPyro's ``SVI.run``. Options (keyword-only):
     ``num_steps`` (maximum), ``num_particles``, ``learning_rate`` (peak of a warm-up + cosine
     schedule), ``gate_learning_rate`` (default 10 × ``learning_rate``), ``init`` ("laplace" or
-    "default"), ``chunk``/``min_steps`` (once a chunk's mean loss improves on the previous
-    chunk's by less than its standard error, one last chunk anneals the step geometrically to
-    1 % and training stops: "converged"), ``num_eval`` (draws for
+    "default"), ``chunk``/``min_steps``/``tol`` (once a chunk's mean loss improves on the
+    previous chunk's by less than its standard error or ``tol`` nats, whichever is larger, one
+    last chunk anneals the step geometrically to 1 % and training stops: "converged"; ``tol=0``
+    waits for the noise floor), ``num_eval`` (draws for
     the final ELBO and PSIS k̂), ``estimator`` ("elbo": NumPyro's ``Trace_ELBO``; "stl": the
-    sticking-the-landing gradient, :class:`StickingTheLandingELBO`). Training stops on a non-finite loss and keeps the last finite
-    parameters (``status="nonfinite"``).
+    sticking-the-landing gradient, :class:`StickingTheLandingELBO`). Training stops on a
+    non-finite loss and keeps the last finite parameters (``status="nonfinite"``). XLA compiles
+    the training chunk on a worker thread during the Laplace fit, and the evaluation batch
+    during training (tracing stays on the calling thread where NumPyro's handlers are in use).
     """
     if init not in ("laplace", "default"):
         raise ValueError(f"argument 'init' must be 'laplace' or 'default', got {init!r}.")
@@ -347,6 +351,8 @@ def fit_vi(
             f"arguments 'num_steps', 'num_particles' and 'num_eval' must be >= 1, got "
             f"{num_steps}, {num_particles}, {num_eval}."
         )
+    if not tol >= 0.0:
+        raise ValueError(f"argument 'tol' must be >= 0 (nats per chunk), got {tol!r}.")
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     k_init, _, k_eval = _split_keys(key, 3)
@@ -403,7 +409,7 @@ def fit_vi(
             model, guide, svi.get_params(state), k_eval, num_eval, args, kwargs,
         )
         state, losses, status, steps = _train_chunks(
-            run_chunk, state, num_steps, chunk, min_steps, progress, t0
+            run_chunk, state, num_steps, chunk, min_steps, tol, progress, t0
         )
         concurrent.futures.wait([warming])  # its errors, if any, recur in the evaluation below
     params = svi.get_params(state)

@@ -76,3 +76,17 @@ def test_fit_vi_stl_autoemf_reaches_log_evidence(x64):
 def test_fit_vi_rejects_unknown_estimator():
     with pytest.raises(ValueError, match="argument 'estimator'"):
         fit_vi(conjugate_model, AutoEMF(conjugate_model), Y, estimator="iwae")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"tol": -0.1}, "argument 'tol'"),
+        ({"tol": float("nan")}, "argument 'tol'"),
+        ({"init": "map"}, "argument 'init'"),
+        ({"num_particles": 0}, "'num_particles'"),
+    ],
+)
+def test_fit_vi_rejects_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit_vi(conjugate_model, AutoEMF(conjugate_model), Y, **kwargs)
