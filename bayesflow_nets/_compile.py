@@ -72,4 +72,32 @@ def run_once_jit(fn):
     return call
 
 
-__all__ = ["RUN_ONCE", "TRAINING", "run_once_jit", "run_once_options", "training_options"]
+@run_once_jit
+def split_keys(key, num: int) -> tuple:
+    """``jax.random.split(key, num)`` as a tuple of keys: one small run-once program per
+    ``num``, and no further eager programs to unstack or index the result."""
+    return tuple(jax.random.split(key, num))
+
+
+def with_callers_x64(fn):
+    """``fn`` run under the calling thread's float64 setting, for use on a worker thread
+    (``jax.enable_x64`` as a context manager is thread-local: a worker would otherwise trace a
+    float32 program, which the caller's later calls could not reuse)."""
+    x64 = bool(jax.config.jax_enable_x64)
+
+    def run(*args, **kwargs):
+        with jax.enable_x64(x64):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+__all__ = [
+    "RUN_ONCE",
+    "TRAINING",
+    "run_once_jit",
+    "run_once_options",
+    "split_keys",
+    "training_options",
+    "with_callers_x64",
+]

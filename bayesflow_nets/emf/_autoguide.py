@@ -22,7 +22,7 @@ from numpyro.infer.autoguide import AutoContinuous, AutoGuide
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.primitives import Messenger
 
-from .._compile import run_once_jit
+from .._compile import run_once_jit, split_keys
 from ..bijectors import (
     AbstractBijector,
     Affine,
@@ -201,7 +201,7 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
         self._perm = np.asarray(order, dtype=np.int32)
         key = numpyro.prng_key()
         key = jax.random.PRNGKey(0) if key is None else key
-        k1, k2 = jax.random.split(key)
+        k1, k2 = split_keys(key, 2)
         opts = {"flow_layers": self.flow_layers, "nn_width": self.nn_width}
         nets = [_make_backbone_jit(k1, self.backbone, dim, **opts)]
         if self.placement == "middle":

@@ -29,7 +29,7 @@ from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 
-from .._compile import run_once_jit, training_options
+from .._compile import run_once_jit, split_keys, training_options, with_callers_x64
 from ._autoguide import AutoEMF
 from ._stl import StickingTheLandingELBO
 
@@ -76,13 +76,6 @@ def _start_anneal(svi_state, decay: float):
     return jax.tree_util.tree_map(
         edit, svi_state, is_leaf=lambda n: isinstance(n, _AnnealState)
     )
-
-
-@run_once_jit
-def _split_keys(key, num: int) -> tuple:
-    """``jax.random.split(key, num)`` as a tuple of keys: one small program per ``num``, and no
-    further programs to unstack or index the result eagerly."""
-    return tuple(jax.random.split(key, num))
 
 
 @run_once_jit
@@ -252,22 +245,9 @@ def _init_state(svi: SVI, guide, rng_key, args, kwargs):
     small programs). An AutoGuide's prototype is set up first, outside the trace, with the guide
     seed ``svi.init`` would give it."""
     if isinstance(guide, AutoGuide) and guide.prototype_trace is None:
-        guide_seed = _split_keys(rng_key, 3)[2]
+        guide_seed = split_keys(rng_key, 3)[2]
         handlers.seed(guide._setup_prototype, guide_seed)(*args, **kwargs)
     return run_once_jit(lambda key: svi.init(key, *args, **kwargs))(rng_key)
-
-
-def _with_callers_x64(fn):
-    """``fn`` run under the calling thread's float64 setting (``jax.enable_x64`` as a context
-    manager is thread-local; a worker would otherwise trace a float32 program, which the
-    caller's later calls could not reuse)."""
-    x64 = bool(jax.config.jax_enable_x64)
-
-    def run(*args):
-        with jax.enable_x64(x64):
-            return fn(*args)
-
-    return run
 
 
 def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, tol, progress, t0):
@@ -355,7 +335,7 @@ def fit_vi(
         raise ValueError(f"argument 'tol' must be >= 0 (nats per chunk), got {tol!r}.")
     t0 = time.perf_counter()
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    k_init, _, k_eval = _split_keys(key, 3)
+    k_init, _, k_eval = split_keys(key, 3)
     gate_lr = 10.0 * learning_rate if gate_learning_rate is None else gate_learning_rate
 
     def sched(peak):
@@ -405,7 +385,7 @@ def fit_vi(
         # worker traces and compiles the evaluation batch by evaluating it once at the starting
         # parameters; the final ELBO, ``samples`` and ``to_arviz`` then reuse that program.
         warming = pool.submit(
-            _with_callers_x64(_draws_and_log_weights),
+            with_callers_x64(_draws_and_log_weights),
             model, guide, svi.get_params(state), k_eval, num_eval, args, kwargs,
         )
         state, losses, status, steps = _train_chunks(
