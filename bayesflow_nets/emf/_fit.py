@@ -358,7 +358,7 @@ def fit_vi(
     svi = SVI(model, guide, optax_to_numpyro(tx), elbo_cls(num_particles=num_particles))
     state = _init_state(svi, guide, k_init, args, kwargs)
 
-    def run_chunk(state):
+    def chunk_of_steps(state):
         def body(s, _):
             s, loss = svi.stable_update(s, *args, **kwargs)
             return s, loss
@@ -368,7 +368,7 @@ def fit_vi(
     # The training chunk is traced and lowered here (NumPyro's handler stack is global, so on
     # this thread) and compiled by XLA on a worker thread while the Laplace fit and whitening
     # run here: they change the state's values, not its types.
-    lowered = jax.jit(run_chunk, compiler_options=training_options()).trace(state).lower()
+    lowered = jax.jit(chunk_of_steps, compiler_options=training_options()).trace(state).lower()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         compiling = pool.submit(lowered.compile)
         if init == "laplace" and isinstance(guide, AutoEMF):
