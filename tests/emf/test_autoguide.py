@@ -109,6 +109,24 @@ def test_autoemf_validation():
         fit_vi(conjugate_model, AutoEMF(conjugate_model), num_eval=0)
 
 
+@pytest.mark.parametrize("kind", ["normal", "mvn", "iaf", "maf", "rqs"])
+def test_backbone_builds_in_compiled_builder(kind, x64):
+    # AutoEMF builds its backbone in one compiled program: every kind must trace, and the
+    # compiled build must equal the eager one (the slow fit below is the end-to-end check)
+    import equinox as eqx
+
+    from bayesflow_nets.emf import make_backbone
+
+    key = jax.random.PRNGKey(3)
+    eager = make_backbone(key, kind, 3)
+    traced = eqx.filter_jit(make_backbone, donate="none")(key, kind, 3)
+    for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(traced)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=0)
+    eps = jax.random.normal(jax.random.PRNGKey(4), (3,))
+    y, ld = traced.transform_and_log_det(eps)
+    assert np.all(np.isfinite(np.asarray(y))) and np.isfinite(float(ld))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["normal", "iaf", "maf", "rqs"])
 @pytest.mark.parametrize("placement", ["top", "middle", "bottom"])
