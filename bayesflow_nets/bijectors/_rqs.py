@@ -196,9 +196,9 @@ class RationalQuadraticSpline(AbstractBijector):
         self.unnormalised_widths = _bins("widths", widths)
         self.unnormalised_heights = _bins("heights", heights)
         if derivatives is None:
-            # a NumPy constant, so the spline can be built inside a traced function
+            # no float(): the spline must also build inside a traced function
             self.unnormalised_derivatives = jnp.full(
-                self.shape + (knots - 1,), float(np.log(np.expm1(1.0 - _MIN_DERIVATIVE)))
+                self.shape + (knots - 1,), softplus_inverse(1.0 - _MIN_DERIVATIVE)
             )
         else:
             d = jnp.asarray(derivatives, dtype=jnp.result_type(float))
