@@ -9,10 +9,12 @@ in 0.25 × the matmul time. This script times, on the shapes of ``benchmarks/bij
 * our splines alone (:func:`bayesflow_nets.bijectors._rqs.rqs_blocked`, jitted, on stored parameters);
 * the same spline written as one C loop (``native/rqs_spline.c``, built here with ``cc -O3
   -march=native -fopenmp``, with and without ``-ffast-math``: gcc vectorises ``expf`` only with
-  it), run on both cores. It is checked against ours first (the differences are float32
-  rounding: both are as far from a float64 evaluation).
+  it), run on both cores;
+* the same loop written by hand with AVX-512 intrinsics (``native/rqs_spline_avx512.c``: its own
+  exp and log, masked blends), where the CPU has AVX-512F.
 
-and prints each spline time beside the budget, with the best fraction of the limit a flow could
+Each C build is checked against ours first (the differences are float32 rounding: both are as far
+from a float64 evaluation). The script prints each spline time beside the budget, with the best fraction of the limit a flow could
 reach if its matmuls ran at the limit and nothing else cost time. Writes
 benchmarks/results/rqs_native_floor.json. Needs a C compiler with OpenMP (``cc``, or ``$CC``).
 
@@ -38,19 +40,31 @@ from bijectors import KNOTS, LAYERS, D, matmul_limit_fns, timeit_group
 from bayesflow_nets.bijectors._rqs import rqs_blocked
 
 BATCH, LO, HI = 4096, -4.0, 4.0
-N = BATCH * (D // 2)  # splines per layer
+N = BATCH * (D // 2)  # splines per layer (a multiple of 16, as the AVX-512 loop needs)
 P = 3 * KNOTS - 1
-SOURCE = Path(__file__).parent / "native" / "rqs_spline.c"
-BUILDS = {"C, -ffast-math": ["-ffast-math"], "C, IEEE (-fno-math-errno)": ["-fno-math-errno"]}
+NATIVE = Path(__file__).parent / "native"
+# name: (source, extra flags); the intrinsics build only where the CPU has AVX-512F
+BUILDS = {
+    "C, -ffast-math": ("rqs_spline.c", ["-ffast-math"]),
+    "C, IEEE (-fno-math-errno)": ("rqs_spline.c", ["-fno-math-errno"]),
+    "C, AVX-512 by hand": ("rqs_spline_avx512.c", []),
+}
 
 
-def build(flags, workdir):
-    """Compile ``native/rqs_spline.c`` with ``flags`` into a shared library; return its function."""
+def has_avx512f():
+    try:
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def build(source, flags, workdir):
+    """Compile ``native/<source>`` with ``flags`` into a shared library; return its function."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise SystemExit("rqs_native_floor: no C compiler found (set $CC); nothing measured.")
-    out = Path(workdir) / f"rqs_{abs(hash(tuple(flags)))}.so"
-    cmd = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", *flags, str(SOURCE),
+    out = Path(workdir) / f"rqs_{abs(hash((source, *flags)))}.so"
+    cmd = [cc, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", *flags, str(NATIVE / source),
            "-o", str(out), "-lm"]
     subprocess.run(cmd, check=True)
     fn = ctypes.CDLL(str(out)).rqs_spline_f32
@@ -105,7 +119,8 @@ def main():
     limit = {"matmul limit": lambda: lim_fn(*lim_args)}
     xla_cases, c_cases, check, commands = dict(limit), dict(limit), {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        libs = {name: build(flags, tmp) for name, flags in BUILDS.items()}
+        libs = {name: build(src, flags, tmp) for name, (src, flags) in BUILDS.items()
+                if "AVX-512" not in name or has_avx512f()}
         for direction, inverse in (("inverse", True), ("forward", False)):
             ours = jax_layers(inverse)
             ref_y, ref_ld = (np.asarray(a) for a in ours(xs_j, params_j))
