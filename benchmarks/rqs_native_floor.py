@@ -10,17 +10,16 @@ in 0.25 × the matmul time. This script times, on the shapes of ``benchmarks/bij
 * the same spline written as one C loop (``native/rqs_spline.c``, built here with ``cc -O3
   -march=native -fopenmp``, with and without ``-ffast-math``: gcc vectorises ``expf`` only with
   it), run on both cores;
-* the same loop written by hand with AVX-512 intrinsics (``native/rqs_spline_avx512.c``: its own
-  exp and log, masked blends), where the CPU has AVX-512F.
+* the same loop written by hand with AVX-512 intrinsics (``native/rqs_spline_avx512.c`` over the
+  package's ``_kernels/rqs_avx512.h``: its own exp and log, masked blends), where the CPU has
+  AVX-512F.
 
 Each C build is checked against ours first (the differences are float32 rounding: both are as far
 from a float64 evaluation). The script prints each spline time beside the budget, with the best fraction of the limit a flow could
-reach if its matmuls ran at the limit and nothing else cost time. Where the CPU has AVX-512F it
-then builds ``native/rqs_ffi.cc`` (the AVX-512 loop as an XLA FFI handler, against jaxlib's
-headers), swaps it in for the spline of the coupling flow of ``benchmarks/bijectors.py`` (for
-this measurement only; derivatives stay on our JVP rule), and times that flow's density and
-sampling passes against the limit, also without the conditioners' head-bias add (a different
-function, timed to show what that add costs). Writes
+reach if its matmuls ran at the limit and nothing else cost time. Where the package's native
+kernel is ready (``bayesflow_nets/bijectors/_native.py``: the AVX-512 loop as an XLA FFI handler
+that also adds the conditioners' head bias), it then times the coupling flow of
+``benchmarks/bijectors.py`` on the XLA path and with that kernel. Writes
 benchmarks/results/rqs_native_floor.json. Needs a C compiler with OpenMP (``cc``, or ``$CC``).
 
     python benchmarks/rqs_native_floor.py [--repeats N]
@@ -31,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import functools
 import json
 import os
 import shutil
@@ -39,14 +37,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from bijectors import KNOTS, LAYERS, D, _perturb, flow_fns, matmul_limit_fns, ours_rqs, timeit_group
 
-from bayesflow_nets.bijectors._nn import MaskedMLP
-from bayesflow_nets.bijectors._rqs import _rqs_blocked_jvp, rqs_blocked
+from bayesflow_nets.bijectors import _native
+from bayesflow_nets.bijectors._rqs import rqs_blocked
 
 BATCH, LO, HI = 4096, -4.0, 4.0
 N = BATCH * (D // 2)  # splines per layer (a multiple of 16, as the AVX-512 loop needs)
@@ -106,84 +103,37 @@ def jax_layers(inverse):
     return run
 
 
-def build_ffi(workdir):
-    """Compile ``native/rqs_ffi.cc`` against jaxlib's XLA FFI headers and register it with JAX
-    (as ``bfn_rqs_f32_reference``, on the CPU); return the command."""
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-    if cxx is None:
-        raise SystemExit("rqs_native_floor: no C++ compiler found (set $CXX); nothing measured.")
-    out = Path(workdir) / "rqs_ffi.so"
-    cmd = [cxx, "-std=c++17", "-O3", "-march=native", "-shared", "-fPIC", "-w",
-           f"-I{jax.ffi.include_dir()}", str(NATIVE / "rqs_ffi.cc"), "-o", str(out)]
-    subprocess.run(cmd, check=True)
-    handler = jax.ffi.pycapsule(ctypes.CDLL(str(out)).BfnRqsF32)
-    jax.ffi.register_ffi_target("bfn_rqs_f32_reference", handler, platform="cpu")
-    return " ".join(cmd)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-def rqs_ffi(x, params, knots, lo, hi, inverse):
-    """:func:`rqs_blocked` with its values from the FFI kernel; derivatives by the same JVP
-    rule as ours (the XLA path)."""
-    assert knots == KNOTS and x.dtype == params.dtype == jnp.float32
-    out = (jax.ShapeDtypeStruct(x.shape, x.dtype),) * 2
-    call = jax.ffi.ffi_call("bfn_rqs_f32_reference", out, vmap_method="broadcast_all")
-    return call(x, params, lo=np.float32(lo), hi=np.float32(hi), inverse=bool(inverse))
-
-
-rqs_ffi.defjvp(_rqs_blocked_jvp)
-
-
 @contextlib.contextmanager
-def spline_in_coupling(fn):
-    """Swap the spline function the coupling layers call, for this measurement only."""
-    import bayesflow_nets.bijectors._transformer as transformer
-
-    old, transformer.rqs_blocked = transformer.rqs_blocked, fn
+def xla_path():
+    """Trace the coupling layers' splines on the XLA path (as ``BAYESFLOW_NETS_NATIVE=0``)."""
+    usable, _native.usable = _native.usable, lambda *args: False
     try:
         yield
     finally:
-        transformer.rqs_blocked = old
-
-
-def without_head_bias(bijector):
-    """The flow with every conditioner's last bias a Python 0.0, which XLA folds away: what the
-    flow costs when that add is done elsewhere (a different function: timing only)."""
-
-    def is_mlp(node):
-        return isinstance(node, MaskedMLP)
-
-    def mlps(tree):
-        return [n for n in jax.tree_util.tree_leaves(tree, is_leaf=is_mlp) if is_mlp(n)]
-
-    return eqx.tree_at(mlps, bijector, [
-        eqx.tree_at(lambda c: c.biases, m, m.biases[:-1] + (0.0,)) for m in mlps(bijector)])
+        _native.usable = usable
 
 
 def flow_rows(repeats, limit):
-    """The RQS coupling flow of benchmarks/bijectors.py, density and sampling passes, with our
-    splines, with the FFI kernel's, and with the FFI kernel's and no head-bias add."""
+    """The RQS coupling flow of benchmarks/bijectors.py, density and sampling passes, on the XLA
+    path and with the package's native kernel (the default where it is ready)."""
     key = jax.random.key(0)
     flow = _perturb(ours_rqs(key), key)
     x = jax.random.normal(jax.random.key(1), (BATCH, D))
     cases, outs = {"matmul limit": (limit, ())}, {}
-    for name, spline, strip in (("ours (XLA)", rqs_blocked, False), ("FFI kernel", rqs_ffi, False),
-                                ("FFI kernel, no head-bias add", rqs_ffi, True)):
+    for name, context in (("XLA path", xla_path), ("native kernel", contextlib.nullcontext)):
         bij, dens, samp, _ = flow_fns(flow)  # fresh compiled functions for each variant
-        bij = without_head_bias(bij) if strip else bij
         for direction, fn in (("density", dens), ("sampling", samp)):
-            with spline_in_coupling(spline):  # traced and compiled here
+            with context():  # traced and compiled here
                 outs[f"{name}, {direction}"] = jax.block_until_ready(fn(bij, x))
             cases[f"{name}, {direction}"] = (fn, (bij, x))
     times = timeit_group(cases, repeats)
     t_lim = times.pop("matmul limit")
     rows = []
     for name, t in times.items():
-        ref = outs[f"ours (XLA), {name.rsplit(', ', 1)[-1]}"]
-        diff = None if "no head-bias" in name else max(  # that one is a different function
-            float(jnp.max(jnp.abs(a - r))) for a, r in zip(outs[name], ref))
+        ref = outs[f"XLA path, {name.rsplit(', ', 1)[-1]}"]
+        diff = max(float(jnp.max(jnp.abs(a - r))) for a, r in zip(outs[name], ref))
         rows.append({"flow": name, "seconds": t, "matmul_limit_seconds": t_lim,
-                     "fraction_of_limit": t_lim / t, "max_abs_diff_vs_ours": diff})
+                     "fraction_of_limit": t_lim / t, "max_abs_diff_vs_xla_path": diff})
     return rows
 
 
@@ -234,9 +184,10 @@ def main():
         groups = [timeit_group({n: (f, ()) for n, f in cases.items()}, args.repeats)
                   for cases in (xla_cases, c_cases)]
         flow = []
-        if has_avx512f():
-            commands["XLA FFI handler"] = build_ffi(tmp)
+        if _native.status() is None:
             flow = flow_rows(args.repeats, limit["matmul limit"])
+        else:
+            print(f"native kernel not ready ({_native.status()}): no flow rows")
 
     print(f"5 layers × {BATCH} × {D // 2} splines, {KNOTS} bins, float32; median of "
           f"{args.repeats}, round-robin with the matmul-limit program (no splines); the 80 % "
@@ -257,14 +208,12 @@ def main():
             rows.append({"splines": name, "seconds": t, "matmul_limit_seconds": t_lim,
                          "over_budget": t / budget, "best_fraction_of_limit": best, **err})
     if flow:
-        print("\nthe RQS coupling flow of benchmarks/bijectors.py (5 layers, batch 4096), the spline "
-              "from the FFI kernel; % of the matmul limit as in that benchmark")
-        print(f"{'flow pass':<44}{'ms':>8}{'limit ms':>10}{'% limit':>9}{'max |Δ| vs ours':>17}")
+        print("\nthe RQS coupling flow of benchmarks/bijectors.py (5 layers, batch 4096) on the XLA "
+              "path and with the native kernel; % of the matmul limit as in that benchmark")
+        print(f"{'flow pass':<28}{'ms':>8}{'limit ms':>10}{'% limit':>9}{'max |Δ| vs XLA':>16}")
         for r in flow:
-            print(f"{r['flow']:<44}{1e3 * r['seconds']:>8.2f}{1e3 * r['matmul_limit_seconds']:>10.2f}"
-                  f"{100 * r['fraction_of_limit']:>8.0f}%"
-                  + (f"{r['max_abs_diff_vs_ours']:>17.1e}" if r["max_abs_diff_vs_ours"] is not None
-                     else f"{'timing only':>17}"))
+            print(f"{r['flow']:<28}{1e3 * r['seconds']:>8.2f}{1e3 * r['matmul_limit_seconds']:>10.2f}"
+                  f"{100 * r['fraction_of_limit']:>8.0f}%{r['max_abs_diff_vs_xla_path']:>16.1e}")
     result = {
         "config": {"batch": BATCH, "dim": D, "layers": LAYERS, "knots": KNOTS,
                    "repeats": args.repeats, "omp_threads": os.environ["OMP_NUM_THREADS"],

@@ -60,20 +60,24 @@ class Coupling(AbstractBijector):
         self.cond_shape = None if cond_dim is None else (cond_dim,)
 
     def _params(self, x_cond, condition):
+        """The conditioner's output before its head bias, and that bias, in blocked layout."""
         inp = x_cond if condition is None else jnp.concatenate([x_cond, condition])
-        out = self.conditioner(inp)
-        return out.reshape(self.spec.num_params, self.shape[0] - self.untransformed_dim)
+        out, bias = self.conditioner.without_head_bias(inp)
+        shape = (self.spec.num_params, self.shape[0] - self.untransformed_dim)
+        return out.reshape(shape), bias.reshape(shape)
 
     def _transform_and_log_det(self, x, condition):
         k = self.untransformed_dim
         x_cond, x_trans = x[:k], x[k:]
-        y_trans, ld = self.spec.apply(x_trans, self._params(x_cond, condition), inverse=False)
+        params, bias = self._params(x_cond, condition)
+        y_trans, ld = self.spec.apply(x_trans, params, inverse=False, bias=bias)
         return jnp.concatenate([x_cond, y_trans]), ld
 
     def _inverse_and_log_det(self, y, condition):
         k = self.untransformed_dim
         y_cond, y_trans = y[:k], y[k:]
-        x_trans, ld = self.spec.apply(y_trans, self._params(y_cond, condition), inverse=True)
+        params, bias = self._params(y_cond, condition)
+        x_trans, ld = self.spec.apply(y_trans, params, inverse=True, bias=bias)
         return jnp.concatenate([y_cond, x_trans]), ld
 
 

@@ -68,13 +68,16 @@ class MaskedMLP(eqx.Module):
             jnp.where(m, w, jnp.zeros((), w.dtype)) for w, m in zip(self.weights, self.masks)
         )
 
+    def without_head_bias(self, x: Array) -> tuple[Array, Array]:
+        """The output before the last layer's bias, and that bias (the output is their sum)."""
+        ws, n = self.masked_weights(), len(self.weights)
+        for i in range(n - 1):
+            x = self.activation(x @ ws[i] + self.biases[i])
+        return x @ ws[-1], self.biases[-1]
+
     def __call__(self, x: Array) -> Array:
-        n = len(self.weights)
-        for i, (w, b) in enumerate(zip(self.masked_weights(), self.biases)):
-            x = x @ w + b
-            if i < n - 1:
-                x = self.activation(x)
-        return x
+        out, bias = self.without_head_bias(x)
+        return out + bias
 
 
 def made_degrees(

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from ._base import AbstractBijector
-from ._rqs import RationalQuadraticSpline, rqs_blocked
+from ._rqs import RationalQuadraticSpline, rqs_blocked, rqs_blocked_biased
 
 
 class TransformerSpec(eqx.Module):
@@ -56,16 +56,25 @@ class TransformerSpec(eqx.Module):
         params = jax.tree_util.tree_unflatten(self.treedef, leaves)
         return eqx.combine(params, self.static)
 
-    def apply(self, x: Array, params: Array, inverse: bool) -> tuple[Array, Array]:
-        """Apply per element: ``x`` shape (d,), ``params`` shape (num_params, d) (blocked layout).
+    def apply(
+        self, x: Array, params: Array, inverse: bool, bias: Array | None = None
+    ) -> tuple[Array, Array]:
+        """Apply per element: ``x`` shape (d,), ``params`` shape (num_params, d) (blocked layout),
+        plus ``bias`` (same shape) when given: a conditioner's head bias, kept apart so that a
+        spline's native kernel can add it as it reads (:func:`rqs_blocked_biased`).
 
         A spline runs on the blocked layout as it is (:func:`rqs_blocked`, elementwise across the
         d splines); other transformers are built per element and vmapped.
         """
         if isinstance(self.static, RationalQuadraticSpline):
             k = self.leaf_shapes[0][0]
-            y, ld = rqs_blocked(x, params, k, *self.static.interval, inverse)
+            if bias is None:
+                y, ld = rqs_blocked(x, params, k, *self.static.interval, inverse)
+            else:
+                y, ld = rqs_blocked_biased(x, params, bias, k, *self.static.interval, inverse)
             return y, jnp.sum(ld)
+        if bias is not None:
+            params = params + bias
 
         def one(xi, pi):
             b = self.build(pi)

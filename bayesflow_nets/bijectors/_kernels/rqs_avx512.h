@@ -1,8 +1,8 @@
-/* The spline of rqs_spline.c written by hand with AVX-512 intrinsics, 16 splines per vector:
- * exp and log by range reduction and the polynomial coefficients of Cephes' expf and logf
- * (S. Moshier), the softmaxes, the knot walk and the bin's values as masked blends, no gathers.
- * Shared by rqs_spline_avx512.c (a plain C loop) and rqs_ffi.cc (an XLA FFI handler), both
- * references for benchmarks/rqs_native_floor.py (needs AVX-512F); not used by the package. */
+/* The rational-quadratic spline of bayesflow_nets.bijectors.rqs_blocked (8 bins, identity
+ * tails), 16 splines per AVX-512 vector: exp and log by range reduction and the polynomial
+ * coefficients of Cephes' expf and logf (S. Moshier); the softmaxes, the knot walk and the bin's
+ * values as masked blends, no gathers. Needs AVX-512F only. Used by rqs_ffi.cc (the package's
+ * XLA FFI kernel) and by benchmarks/native/rqs_spline_avx512.c. */
 #ifndef RQS_AVX512_H
 #define RQS_AVX512_H
 #include <immintrin.h>
@@ -51,6 +51,13 @@ static inline __m512 vlog(__m512 x) { /* x > 0, finite */
     return _mm512_fmadd_ps(e, _mm512_set1_ps(0.69314718055994531f), y);
 }
 
+/* row j of the parameters, plus row j of the bias when there is one */
+static inline __m512 rqs_param(const float *p, const float *b, long n, int j, __mmask16 lanes)
+{
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, p + j * n);
+    return b ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, b + j * n)) : v;
+}
+
 static inline __m512 vsoftplus(__m512 u) {
     __m512 a = _mm512_abs_ps(u);
     __m512 e = vexp(_mm512_sub_ps(_mm512_setzero_ps(), a));
@@ -58,24 +65,26 @@ static inline __m512 vsoftplus(__m512 u) {
                          vlog(_mm512_add_ps(e, _mm512_set1_ps(1.0f))));
 }
 
-/* 16 splines (the lanes set in `lanes`) at x[0..16), parameters at p[j * n + 0..16) */
-static inline void rqs_block(long n, const float *x, const float *p, float lo, float hi,
-                             int inverse, float *y, float *ld, __mmask16 lanes)
+/* The splines of the lanes set in `lanes` at x[0..16): row j of their parameters at
+ * p[j * n + 0..16), plus b[j * n + 0..16) when b is not null. Writes y and ld (log|dy/dx|, or
+ * log|dx/dy| when inverse) for those lanes. */
+static inline void rqs_block(long n, const float *x, const float *p, const float *b, float lo,
+                             float hi, int inverse, float *y, float *ld, __mmask16 lanes)
 {
     const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
     const __m512 step = _mm512_set1_ps((hi - lo) * MIN_BIN);
     const __m512 span = _mm512_set1_ps((hi - lo) * (1 - MIN_BIN * K));
     __m512 ew[K], eh[K];
-    __m512 mw = _mm512_maskz_loadu_ps(lanes, p);
-    __m512 mh = _mm512_maskz_loadu_ps(lanes, p + K * n);
+    __m512 mw = rqs_param(p, b, n, 0, lanes);
+    __m512 mh = rqs_param(p, b, n, K, lanes);
     for (int j = 1; j < K; j++) {
-        mw = _mm512_max_ps(mw, _mm512_maskz_loadu_ps(lanes, p + j * n));
-        mh = _mm512_max_ps(mh, _mm512_maskz_loadu_ps(lanes, p + (K + j) * n));
+        mw = _mm512_max_ps(mw, rqs_param(p, b, n, j, lanes));
+        mh = _mm512_max_ps(mh, rqs_param(p, b, n, K + j, lanes));
     }
     __m512 sw = _mm512_setzero_ps(), sh = _mm512_setzero_ps();
     for (int j = 0; j < K; j++) {
-        ew[j] = vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, p + j * n), mw));
-        eh[j] = vexp(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, p + (K + j) * n), mh));
+        ew[j] = vexp(_mm512_sub_ps(rqs_param(p, b, n, j, lanes), mw));
+        eh[j] = vexp(_mm512_sub_ps(rqs_param(p, b, n, K + j, lanes), mh));
         sw = _mm512_add_ps(sw, ew[j]);
         sh = _mm512_add_ps(sh, eh[j]);
     }
@@ -83,7 +92,7 @@ static inline void rqs_block(long n, const float *x, const float *p, float lo, f
     const __m512 xv = _mm512_maskz_loadu_ps(lanes, x);
     const __m512 xc = _mm512_min_ps(_mm512_max_ps(xv, vlo), vhi);
     __m512 ax = vlo, ay = vlo, x0 = vlo, x1 = vlo, y0 = vlo, y1 = vlo;
-    __m512 u0 = _mm512_setzero_ps(), u1 = _mm512_maskz_loadu_ps(lanes, p + 2 * K * n);
+    __m512 u0 = _mm512_setzero_ps(), u1 = rqs_param(p, b, n, 2 * K, lanes);
     __mmask16 first = 0xFFFF, last = 0;
     for (int j = 0; j < K; j++) {
         const __m512 bx = _mm512_fmadd_ps(cw, ew[j], _mm512_add_ps(ax, step));
@@ -95,9 +104,9 @@ static inline void rqs_block(long n, const float *x, const float *p, float lo, f
         y1 = _mm512_mask_blend_ps(m, y1, by);
         if (j > 0) {
             first &= ~m;
-            u0 = _mm512_mask_blend_ps(m, u0, _mm512_maskz_loadu_ps(lanes, p + (2 * K + j - 1) * n));
+            u0 = _mm512_mask_blend_ps(m, u0, rqs_param(p, b, n, 2 * K + j - 1, lanes));
             if (j < K - 1)
-                u1 = _mm512_mask_blend_ps(m, u1, _mm512_maskz_loadu_ps(lanes, p + (2 * K + j) * n));
+                u1 = _mm512_mask_blend_ps(m, u1, rqs_param(p, b, n, 2 * K + j, lanes));
         }
         if (j == K - 1) last = m;
         ax = bx;
@@ -112,12 +121,14 @@ static inline void rqs_block(long n, const float *x, const float *p, float lo, f
     __m512 xi;
     if (inverse) {
         const __m512 dy = _mm512_sub_ps(xc, y0);
-        const __m512 a = _mm512_fmadd_ps(dy, c2, _mm512_mul_ps(h, _mm512_sub_ps(s, d0)));
-        const __m512 b = _mm512_fnmadd_ps(dy, c2, _mm512_mul_ps(h, d0));
-        const __m512 c = _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), s), dy);
-        __m512 disc = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), _mm512_mul_ps(a, c), _mm512_mul_ps(b, b));
+        const __m512 qa = _mm512_fmadd_ps(dy, c2, _mm512_mul_ps(h, _mm512_sub_ps(s, d0)));
+        const __m512 qb = _mm512_fnmadd_ps(dy, c2, _mm512_mul_ps(h, d0));
+        const __m512 qc = _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), s), dy);
+        __m512 disc = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), _mm512_mul_ps(qa, qc),
+                                       _mm512_mul_ps(qb, qb));
         disc = _mm512_sqrt_ps(_mm512_max_ps(disc, _mm512_setzero_ps()));
-        xi = _mm512_div_ps(_mm512_mul_ps(two, c), _mm512_sub_ps(_mm512_sub_ps(_mm512_setzero_ps(), b), disc));
+        xi = _mm512_div_ps(_mm512_mul_ps(two, qc),
+                           _mm512_sub_ps(_mm512_sub_ps(_mm512_setzero_ps(), qb), disc));
     } else {
         xi = _mm512_div_ps(_mm512_sub_ps(xc, x0), w);
     }
