@@ -57,13 +57,6 @@ BUILDS = {
 }
 
 
-def has_avx512f():
-    try:
-        return " avx512f" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def build(source, flags, workdir):
     """Compile ``native/<source>`` with ``flags`` into a shared library; return its function."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
@@ -160,7 +153,7 @@ def main():
     xla_cases, c_cases, check, commands = dict(limit), dict(limit), {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         libs = {name: build(src, flags, tmp) for name, (src, flags) in BUILDS.items()
-                if "AVX-512" not in name or has_avx512f()}
+                if "AVX-512" not in name or _native.cpu_has_avx512f()}
         for direction, inverse in (("inverse", True), ("forward", False)):
             ours = jax_layers(inverse)
             ref_y, ref_ld = (np.asarray(a) for a in ours(xs_j, params_j))

@@ -40,11 +40,17 @@ def cache_dir() -> Path:
     return Path(base) / "bayesflow_nets"
 
 
-def _cpu_has_avx512f() -> bool:
+def cpu_has_avx512f() -> bool:
+    """Whether this (Linux) CPU reports AVX-512F."""
     try:
         return " avx512f" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
+
+
+def find_compiler() -> str | None:
+    """``$CXX``, else ``c++`` or ``g++`` on the PATH."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
 
 
 def _build(cxx: str) -> Path:
@@ -75,9 +81,9 @@ def status() -> str | None:
         return "disabled by BAYESFLOW_NETS_NATIVE"
     if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
         return f"needs Linux on x86-64, this is {platform.system()} on {platform.machine()}"
-    if not _cpu_has_avx512f():
+    if not cpu_has_avx512f():
         return "the CPU has no AVX-512F"
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    cxx = find_compiler()
     if cxx is None:
         return "no C++ compiler (c++, g++ or $CXX)"
     try:
@@ -109,4 +115,6 @@ def rqs_values(
     return call(x, params, bias, lo=np.float32(lo), hi=np.float32(hi), inverse=bool(inverse))
 
 
-__all__ = ["KNOTS", "cache_dir", "rqs_values", "status", "usable"]
+__all__ = [
+    "KNOTS", "cache_dir", "cpu_has_avx512f", "find_compiler", "rqs_values", "status", "usable"
+]

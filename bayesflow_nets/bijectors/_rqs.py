@@ -154,21 +154,22 @@ def rqs_blocked_biased(
     never writes out its conditioners' biased outputs. Elsewhere, and for all derivatives, the
     XLA path of :func:`rqs_blocked`, where XLA fuses the add into the spline.
     """
-    if not _native.usable(x, params, bias, knots):
+    def xla(x, params, bias):
         return _rqs(x, params + bias, knots, lo, hi, inverse, _bin_selects)
+
+    if not _native.usable(x, params, bias, knots):
+        return xla(x, params, bias)
     return jax.lax.platform_dependent(
         x, params, bias,
         cpu=lambda x, p, b: _native.rqs_values(x, p, b, lo, hi, inverse),
-        default=lambda x, p, b: _rqs(x, p + b, knots, lo, hi, inverse, _bin_selects),
+        default=xla,
     )
 
 
 @rqs_blocked_biased.defjvp
 def _rqs_blocked_biased_jvp(knots, lo, hi, inverse, primals, tangents):
-    def f(x, params, bias):
-        return _rqs(x, params + bias, knots, lo, hi, inverse, _bin_masked)
-
-    return jax.jvp(f, primals, tangents)
+    (x, params, bias), (dx, dparams, dbias) = primals, tangents
+    return _rqs_blocked_jvp(knots, lo, hi, inverse, (x, params + bias), (dx, dparams + dbias))
 
 
 class RationalQuadraticSpline(AbstractBijector):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -19,13 +18,10 @@ from bayesflow_nets.bijectors._rqs import rqs_blocked, rqs_blocked_biased
 LO, HI = -4.0, 4.0
 
 
-def _capable() -> bool:
-    cpu = Path("/proc/cpuinfo")
-    return (cpu.exists() and " avx512f" in cpu.read_text()
-            and (shutil.which("c++") or shutil.which("g++")) is not None)
-
-
-needs_kernel = pytest.mark.skipif(not _capable(), reason="needs AVX-512F and a C++ compiler")
+needs_kernel = pytest.mark.skipif(
+    not (_native.cpu_has_avx512f() and _native.find_compiler()),
+    reason="needs AVX-512F and a C++ compiler",
+)
 
 
 def _arrays(seed, lead, m, scale=1.0):
