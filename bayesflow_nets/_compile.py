@@ -61,14 +61,20 @@ def run_once_jit(fn):
     nested = eqx.filter_jit(fn)
     top = []  # built on first top-level call: the option probe must not run at import
 
+    def top_level():
+        if not top:
+            top.append(eqx.filter_jit(fn, compiler_options=run_once_options()))
+        return top[0]
+
     @functools.wraps(fn)
     def call(*args, **kwargs):
         if not _at_top_level():
             return nested(*args, **kwargs)
-        if not top:
-            top.append(eqx.filter_jit(fn, compiler_options=run_once_options()))
-        return top[0](*args, **kwargs)
+        return top_level()(*args, **kwargs)
 
+    # ``call.lower(...)`` traces the top-level program without running it; compiling the result
+    # (on any thread) fills JAX's caches, so a later ``call`` with the same types reuses it
+    call.lower = lambda *args, **kwargs: top_level().lower(*args, **kwargs)
     return call
 
 

@@ -3,6 +3,7 @@
 from ._affine import (
     Affine as Affine,
     Loc as Loc,
+    LowRankAffine as LowRankAffine,
     Scale as Scale,
     TriangularAffine as TriangularAffine,
 )

@@ -6,6 +6,7 @@ from ._autoguide import (
     AutoEMF as AutoEMF,
     gate_values as gate_values,
     make_backbone as make_backbone,
+    resolve_backbone as resolve_backbone,
 )
 from ._density import EmbeddedProgram as EmbeddedProgram, EMFDensity as EMFDensity
 from ._fit import (

@@ -80,6 +80,7 @@ class ASVILayer(AbstractStructuredLayer):
     model_kwargs: dict
     sites: tuple[SiteInfo, ...] = eqx.field(static=True)
     mix: tuple[dict, ...]
+    unsupported: str = eqx.field(static=True, default="raise")
     shape: Shape = eqx.field(static=True)
     cond_shape: None = eqx.field(static=True)
 

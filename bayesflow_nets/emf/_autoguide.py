@@ -27,6 +27,7 @@ from ..bijectors import (
     AbstractBijector,
     Affine,
     Chain,
+    LowRankAffine,
     Permute,
     Reverse,
     StandardNormal,
@@ -36,35 +37,76 @@ from ..bijectors import (
     masked_autoregressive_flow,
 )
 from ..bijectors.numpyro import BijectorTransform, TransformedFlow
+from ._checks import check_model_inputs
 from ._structured import GatedStructuredLayer, StructuredLayer, gate_logit
 
-BACKBONES = ("normal", "mvn", "iaf", "maf", "rqs")
+BACKBONES = ("auto", "normal", "lowrank", "mvn", "iaf", "maf", "rqs")
 PLACEMENTS = ("top", "middle", "bottom")
+
+# dimensions up to which the "auto" backbone is a MAF (its sampling pass is sequential in the
+# dimension), and up to which dense D × D affines (backbone tail, Laplace whitening) are used
+MAF_MAX_DIM = 32
+DENSE_MAX_DIM = 1000
+MAX_AUTO_WIDTH = 128
+LOW_RANK = 8
+
+
+def resolve_backbone(kind: str, dim: int) -> str:
+    """The backbone kind that ``kind`` names at ``dim`` latents: "auto" is "maf" up to
+    :data:`MAF_MAX_DIM`, "iaf" (parallel sampling, width ≤ :data:`MAX_AUTO_WIDTH`) up to
+    :data:`DENSE_MAX_DIM` and "lowrank" above; other kinds are returned as they are."""
+    if kind not in BACKBONES:
+        raise ValueError(f"argument 'backbone' must be one of {BACKBONES}, got {kind!r}.")
+    if kind != "auto":
+        return kind
+    if dim <= MAF_MAX_DIM:
+        return "maf"
+    return "iaf" if dim <= DENSE_MAX_DIM else "lowrank"
+
+
+def _low_rank_affine(key, dim: int) -> LowRankAffine:
+    """Diagonal plus rank-:data:`LOW_RANK` affine at the identity (O(D) parameters)."""
+    rank = min(LOW_RANK, dim)
+    v = jax.random.normal(key, (dim, rank)) / jnp.sqrt(dim)
+    return LowRankAffine(jnp.zeros(dim), jnp.ones(dim), jnp.zeros((dim, rank)), v)
+
+
+def _affine_tail(key, dim: int):
+    """The last, identity-initialised affine layer: dense lower-triangular up to
+    :data:`DENSE_MAX_DIM` latents, :func:`_low_rank_affine` above."""
+    if dim <= DENSE_MAX_DIM:
+        return TriangularAffine(jnp.zeros(dim), jnp.eye(dim))
+    return _low_rank_affine(key, dim)
 
 
 def make_backbone(key, kind: str, dim: int, *, flow_layers: int = 2, nn_width: int | None = None):
-    """The trainable flow B on ε: an affine layer (identity at init) last, after any flow layers."""
-    if kind not in BACKBONES:
-        raise ValueError(f"argument 'backbone' must be one of {BACKBONES}, got {kind!r}.")
-    if kind == "normal":
+    """The trainable flow B on ε: an affine layer (identity at init) last, after any flow layers
+    (``kind`` as in :func:`resolve_backbone`; flow widths default to 2·D, at most
+    :data:`MAX_AUTO_WIDTH` for "auto")."""
+    resolved = resolve_backbone(kind, dim)
+    k_flow, k_tail = key, jax.random.fold_in(key, 1)
+    if resolved == "normal":
         return Affine(jnp.zeros(dim), jnp.ones(dim))
-    if kind == "mvn":
+    if resolved == "mvn":
         return TriangularAffine(jnp.zeros(dim), jnp.eye(dim))
-    width = nn_width if nn_width is not None else max(16, 2 * dim)
+    if resolved == "lowrank":
+        return _low_rank_affine(k_tail, dim)
+    width = max(16, 2 * dim) if kind != "auto" else max(16, min(2 * dim, MAX_AUTO_WIDTH))
+    width = nn_width if nn_width is not None else width
     base = StandardNormal((dim,))
-    if kind == "iaf":
+    if resolved == "iaf":
         flow = inverse_autoregressive_flow(
-            key, base_dist=base, flow_layers=flow_layers, nn_width=width
+            k_flow, base_dist=base, flow_layers=flow_layers, nn_width=width
         )
-    elif kind == "maf":
+    elif resolved == "maf":
         flow = masked_autoregressive_flow(
-            key, base_dist=base, flow_layers=flow_layers, nn_width=width
+            k_flow, base_dist=base, flow_layers=flow_layers, nn_width=width
         )
     else:
         if dim < 2:
             raise ValueError(f"backbone 'rqs' needs at least 2 latent dimensions, got {dim}.")
-        flow = coupling_flow(key, base_dist=base, flow_layers=flow_layers, nn_width=width)
-    return Chain([flow.bijector, TriangularAffine(jnp.zeros(dim), jnp.eye(dim))])
+        flow = coupling_flow(k_flow, base_dist=base, flow_layers=flow_layers, nn_width=width)
+    return Chain([flow.bijector, _affine_tail(k_tail, dim)])
 
 
 # one compiled program builds a backbone (shared by every guide of the same size; run once, so
@@ -74,14 +116,16 @@ _make_backbone_jit = run_once_jit(make_backbone)
 
 
 class _BatchedKey(Messenger):
-    """Hands ``numpyro.prng_key()`` a batch of one key (``batched`` says whether it did)."""
+    """Hands the first ``numpyro.prng_key()`` (the prototype's) a batch of one key; keys that
+    the model itself asks for (e.g. inside ``scan``) pass unchanged. ``batched`` says whether
+    it did."""
 
     def __init__(self, fn=None):
         self.batched = False
         super().__init__(fn)
 
     def postprocess_message(self, msg):
-        if msg["type"] == "prng_key" and msg["value"] is not None:
+        if msg["type"] == "prng_key" and msg["value"] is not None and not self.batched:
             msg["value"] = msg["value"][None]
             self.batched = True
 
@@ -141,7 +185,8 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
 
     Args:
         model: a NumPyro model with continuous latent sites.
-        backbone: "maf" (default), "mvn", "normal", "iaf" or "rqs".
+        backbone: "auto" (default: :func:`resolve_backbone` by the number of latents),
+            "maf", "iaf", "rqs" (flows ending in an affine layer), "mvn", "lowrank", "normal".
         placement: where the structured layer sits: "top" (default), "middle", "bottom".
         gated: gate each site's map (λ trainable, closed forms for Gaussian sites).
         per_element_gates: one gate per latent element instead of per site.
@@ -153,7 +198,7 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
         self,
         model,
         *,
-        backbone: str = "maf",
+        backbone: str = "auto",
         placement: str = "top",
         gated: bool = True,
         per_element_gates: bool = False,
@@ -182,6 +227,7 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
 
     # ---- prototype ---------------------------------------------------------------------
     def _setup_prototype(self, *args, **kwargs):
+        check_model_inputs(self.model, args, kwargs)
         super()._setup_prototype(*args, **kwargs)
         self._model_args = args
         self._model_kwargs = kwargs
@@ -217,8 +263,12 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
     def _make_layer(self, args, kwargs):
         # only the prototype's latent sites: e.g. Predictive without ``obs`` leaves y to the model
         only = tuple(self._init_locs)
+        # a continuous site without a site transform (e.g. LKJCholesky) enters unembedded:
+        # u = ε there, and the backbone alone models it
         if not self.gated:
-            return StructuredLayer(self.model, args, kwargs, latent_sites=only)
+            return StructuredLayer(
+                self.model, args, kwargs, latent_sites=only, unsupported="identity"
+            )
         return GatedStructuredLayer(
             self.model,
             args,
@@ -226,6 +276,7 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
             gate_init=self.gate_init,
             per_element=self.per_element_gates,
             latent_sites=only,
+            unsupported="identity",
         )
 
     # ---- the flow ----------------------------------------------------------------------
@@ -253,7 +304,7 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
         backbone = numpyro.param(f"{self.prefix}_emf_backbone", self._backbone_init)
         gates = numpyro.param(f"{self.prefix}_emf_gates", self._gate_init) if self.gated else None
         whiten = None
-        if self.placement == "top":
+        if self.placement == "top" and self.latent_dim <= DENSE_MAX_DIM:
             dim = self.latent_dim
             whiten = (
                 numpyro.param(f"{self.prefix}_emf_whiten_loc", jnp.zeros(dim)),
@@ -305,8 +356,9 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
         packing order) pulled back through the structured layer at its preimage of ``loc``:
         the fixed (non-trained) whitening affine below the layer is set so that the backbone,
         at its identity initialisation, gives q ≈ N(loc, cov), and Adam steps act in
-        posterior-standardised units. Placement "top" only; others are returned unchanged."""
-        if self.placement != "top":
+        posterior-standardised units. Placement "top" with at most ``DENSE_MAX_DIM`` latents
+        only; otherwise ``params`` are returned unchanged."""
+        if self.placement != "top" or self.latent_dim > DENSE_MAX_DIM:
             return dict(params)
         name_b = f"{self.prefix}_emf_backbone"
         gates = params.get(f"{self.prefix}_emf_gates")
@@ -380,4 +432,12 @@ def gate_values(guide: AutoEMF, params: dict) -> dict:
     return layer.gates
 
 
-__all__ = ["AutoEMF", "BACKBONES", "PLACEMENTS", "gate_logit", "gate_values", "make_backbone"]
+__all__ = [
+    "AutoEMF",
+    "BACKBONES",
+    "PLACEMENTS",
+    "gate_logit",
+    "gate_values",
+    "make_backbone",
+    "resolve_backbone",
+]

@@ -29,11 +29,14 @@ from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 from numpyro.optim import optax_to_numpyro
 
-from .._compile import run_once_jit, split_keys, training_options, with_callers_x64
-from ._autoguide import AutoEMF
+from .._compile import run_once_jit, split_keys, training_options
+from ._autoguide import DENSE_MAX_DIM, AutoEMF
+from ._checks import check_learning_rate, check_model_inputs
 from ._stl import StickingTheLandingELBO
 
 ESTIMATORS = ("elbo", "stl")
+
+INITS = ("auto", "laplace", "default")
 
 KHAT_THRESHOLD = 0.7
 
@@ -73,9 +76,7 @@ def _start_anneal(svi_state, decay: float):
             return _AnnealState(jnp.ones_like(node.factor), jnp.full_like(node.decay, decay))
         return node
 
-    return jax.tree_util.tree_map(
-        edit, svi_state, is_leaf=lambda n: isinstance(n, _AnnealState)
-    )
+    return jax.tree_util.tree_map(edit, svi_state, is_leaf=lambda n: isinstance(n, _AnnealState))
 
 
 @run_once_jit
@@ -86,7 +87,8 @@ def _draws_and_log_weights_batch(model, guide, params, key, index, batch, args, 
 
     def one(k):
         lq, gtr = log_density(handlers.seed(guide, k), args, kwargs, params)
-        lp, mtr = log_density(handlers.replay(model, gtr), args, kwargs, params)
+        # seeded too: NumPyro's scan runs its body once unreplayed to slice the guide's values
+        lp, mtr = log_density(handlers.replay(handlers.seed(model, k), gtr), args, kwargs, params)
         return {s: mtr[s]["value"] for s in sites if s in mtr}, lp, lq
 
     return jax.vmap(one)(jax.random.split(jax.random.fold_in(key, index), batch))
@@ -129,12 +131,47 @@ def _log_weights(model, guide, params, key, n, args, kwargs):
     return np.asarray(lp) - np.asarray(lq)
 
 
+def _lower_evaluation(model, guide, params, key, n, args, kwargs):
+    """The evaluation batch of ``n`` draws traced and lowered (not compiled, not run)."""
+    sites = _latent_and_deterministic_sites(model, args, kwargs)
+    batch = min(n, EVAL_BATCH)
+    return _draws_and_log_weights_batch.lower(
+        model, guide, params, key, np.asarray(0, np.int32), batch, args, kwargs, sites
+    )
+
+
+def _all_log_weights(model, guide, params, key, n, args, kwargs):
+    """log p − log q from the evaluation program that also draws every site (the one that
+    ``fit_vi`` compiles ahead and ``VIResult.samples`` reuses)."""
+    _, lp, lq = _draws_and_log_weights(model, guide, params, key, n, args, kwargs)
+    return np.asarray(lp) - np.asarray(lq)
+
+
 class VIResult:
     """Result of :func:`fit_vi`: ``params`` (for ``Predictive(model, guide=guide, params=...)``),
-    ``losses``, ``elbo`` ± ``elbo_se`` (from ``num_eval`` fresh draws), ``khat``, ``status``."""
+    ``losses`` (accepted steps), ``elbo`` ± ``elbo_se`` (from ``num_eval`` fresh draws), PSIS
+    ``khat``, ``status`` ("converged", "max_steps", "nonfinite" or "unstable"), ``init`` (the
+    starting point kept) with ``init_scores`` (each candidate's ELBO after one pilot chunk),
+    and ``rollbacks``: (kind, step) of each rejected chunk ("nonfinite" or "spike")."""
 
     def __init__(
-        self, model, guide, params, losses, elbo, elbo_se, khat, status, steps, wall, a, k
+        self,
+        model,
+        guide,
+        params,
+        losses,
+        elbo,
+        elbo_se,
+        khat,
+        status,
+        steps,
+        wall,
+        a,
+        k,
+        *,
+        init: str | None = None,
+        init_scores: dict | None = None,
+        rollbacks: tuple = (),
     ):
         self.model = model
         self.guide = guide
@@ -148,6 +185,9 @@ class VIResult:
         self.wall_time = wall
         self._args = a
         self._kwargs = k
+        self.init = init
+        self.init_scores = dict(init_scores or {})
+        self.rollbacks = tuple(rollbacks)
 
     def samples(self, key, n: int) -> dict[str, Any]:
         """``n`` posterior draws of every latent and deterministic site (observed sites dropped)."""
@@ -195,6 +235,8 @@ class VIResult:
                 "khat": float(self.khat),
                 "status": str(self.status),
                 "num_steps": int(self.num_steps),
+                "init": str(self.init),
+                "num_rollbacks": len(self.rollbacks),
                 "sampling_time": float(self.wall_time),
             },
         )
@@ -202,7 +244,8 @@ class VIResult:
     def __repr__(self):
         return (
             f"VIResult(elbo={self.elbo:.3f} ± {self.elbo_se:.3f}, khat={self.khat:.2f}, "
-            f"steps={self.num_steps}, status={self.status!r})"
+            f"steps={self.num_steps}, status={self.status!r}, init={self.init!r}, "
+            f"rollbacks={len(self.rollbacks)})"
         )
 
 
@@ -250,25 +293,85 @@ def _init_state(svi: SVI, guide, rng_key, args, kwargs):
     return run_once_jit(lambda key: svi.init(key, *args, **kwargs))(rng_key)
 
 
+MAX_ROLLBACKS = 5
+
+
+def _rolled_back(svi_state, index: int, lr_factor: float = 0.5):
+    """``svi_state`` with its :func:`_anneal` factor scaled by ``lr_factor`` and a fresh key
+    (``index`` folded in): the restart point after a rejected chunk."""
+
+    def edit(node):
+        if isinstance(node, _AnnealState):
+            return _AnnealState(node.factor * lr_factor, node.decay)
+        return node
+
+    state = jax.tree_util.tree_map(edit, svi_state, is_leaf=lambda n: isinstance(n, _AnnealState))
+    return state._replace(rng_key=jax.random.fold_in(state.rng_key, index))
+
+
+def _chunk_problem(losses: np.ndarray, prev: np.ndarray | None) -> tuple[str, int] | None:
+    """Why a chunk's losses must be rejected, with the index of the first bad step: a
+    non-finite loss, or a spike against the previous accepted chunk ``prev`` (its last quarter
+    far above ``prev``'s, or one step ~1000 spreads above it: Adam's moments are then spoilt)."""
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        return "nonfinite", int(np.argmax(bad))
+    if prev is None:
+        return None
+    median = float(np.median(prev))
+    spread = float(np.median(np.abs(prev - median))) + 1.0
+    tail = losses[-max(len(losses) // 4, 1) :]
+    wild = losses > median + 1000.0 * spread
+    if wild.any():
+        return "spike", int(np.argmax(wild))
+    if float(np.median(tail)) > median + 10.0 * spread:
+        return "spike", len(losses) - len(tail)
+    return None
+
+
+class _Training(NamedTuple):
+    state: Any
+    losses: list
+    status: str
+    steps: int
+    rollbacks: list
+
+
 def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, tol, progress, t0):
-    """Run ``run_chunk`` until ``num_steps`` or convergence (see :func:`fit_vi`); returns the
-    state, the per-chunk losses, the status and the number of steps taken."""
-    losses = []
+    """Run ``run_chunk`` until ``num_steps`` or convergence (see :func:`fit_vi`).
+
+    A chunk with a non-finite loss or a spike (:func:`_chunk_problem`) is discarded: training
+    restarts from the last accepted state with half the learning rate, and the step is kept in
+    ``rollbacks``; after :data:`MAX_ROLLBACKS` a non-finite chunk stops training ("nonfinite")
+    and spikes are accepted. "converged" needs a plateau with no rejected chunk since the one
+    before it.
+    """
+    losses, rollbacks = [], []
     status = "max_steps"
     prev = None
     steps = 0
     annealing = False
-    last_finite = state
+    clean = 0  # accepted chunks since the last rejected one
     while steps < num_steps:
         new_state, chunk_losses = run_chunk(state)
         chunk_losses = np.asarray(chunk_losses)
+        problem = _chunk_problem(chunk_losses, None if prev is None else losses[-1])
+        if problem is not None and (len(rollbacks) < MAX_ROLLBACKS or problem[0] == "nonfinite"):
+            kind, at = problem
+            rollbacks.append((kind, steps + at))
+            if progress:
+                print(f"fit_vi: {kind} loss at step {steps + at}: chunk rolled back")
+            if len(rollbacks) > MAX_ROLLBACKS:
+                status = "nonfinite"
+                break
+            # an annealing start stays in the state, so a rolled-back final chunk anneals again
+            state = _rolled_back(state, len(rollbacks))
+            clean = 0
+            continue
         steps += chunk
         losses.append(chunk_losses)
-        if not np.all(np.isfinite(chunk_losses)):
-            status = "nonfinite"
-            state = last_finite
-            break
-        state = last_finite = new_state
+        state = new_state
+        clean = clean + 1 if problem is None else 0
         mean = float(np.mean(chunk_losses))
         se = float(np.std(chunk_losses) / np.sqrt(len(chunk_losses)))
         if progress:
@@ -277,16 +380,17 @@ def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, tol, progress, 
                 f"({time.perf_counter() - t0:.1f} s)"
             )
         if annealing:
-            status = "converged"
+            status = "converged" if clean >= 1 else "unstable"
             break
-        if prev is not None and steps >= min_steps and prev - mean < max(se, tol):
+        plateau = prev is not None and prev - mean < max(se, tol)
+        if plateau and steps >= min_steps and clean >= 2:
             # Plateau at the current learning rate: the iterates now wander at the noise floor
             # of that rate. One more chunk with the step decaying geometrically to 1 % settles
             # them (same compiled chunk: the decay lives in the optimiser state).
             state = _start_anneal(state, 0.01 ** (1.0 / chunk))
             annealing = True
         prev = mean
-    return state, losses, status, steps
+    return _Training(state, losses, status, steps, rollbacks)
 
 
 def fit_vi(
@@ -299,7 +403,7 @@ def fit_vi(
     num_particles: int = 16,
     learning_rate: float = 5e-3,
     gate_learning_rate: float | None = None,
-    init: str = "laplace",
+    init: str = "auto",
     chunk: int = 500,
     min_steps: int = 1500,
     tol: float = 0.02,
@@ -311,19 +415,24 @@ def fit_vi(
 
     ``*args, **kwargs`` go to the model, as in NumPyro's ``SVI.run``. Options (keyword-only):
     ``num_steps`` (maximum), ``num_particles``, ``learning_rate`` (peak of a warm-up + cosine
-    schedule), ``gate_learning_rate`` (default 10 × ``learning_rate``), ``init`` ("laplace" or
-    "default"), ``chunk``/``min_steps``/``tol`` (once a chunk's mean loss improves on the
+    schedule), ``gate_learning_rate`` (default 10 × ``learning_rate``), ``init`` ("auto": one
+    pilot chunk from the guide's own start and, for AutoEMF with at most ``LAPLACE_MAX_DIM``
+    latents, from the Laplace-whitened start; training goes on from the one that ends lower;
+    "laplace"; "default"), ``chunk``/``min_steps``/``tol`` (once a chunk's mean loss improves on the
     previous chunk's by less than its standard error or ``tol`` nats, whichever is larger, one
     last chunk anneals the step geometrically to 1 % and training stops: "converged"; ``tol=0``
-    waits for the noise floor), ``num_eval`` (draws for
-    the final ELBO and PSIS k̂), ``estimator`` ("elbo": NumPyro's ``Trace_ELBO``; "stl": the
-    sticking-the-landing gradient, :class:`StickingTheLandingELBO`). Training stops on a
-    non-finite loss and keeps the last finite parameters (``status="nonfinite"``). XLA compiles
-    the training chunk on a worker thread during the Laplace fit, and the evaluation batch
-    during training (tracing stays on the calling thread where NumPyro's handlers are in use).
+    waits for the noise floor), ``num_eval`` (draws for the final ELBO and PSIS k̂),
+    ``estimator`` ("elbo": NumPyro's ``Trace_ELBO``; "stl": the sticking-the-landing gradient,
+    :class:`StickingTheLandingELBO`). A chunk with a non-finite loss or a loss spike is rolled
+    back to the last accepted state and retried at half the learning rate (``rollbacks``);
+    after ``MAX_ROLLBACKS`` a non-finite loss stops training with the last finite parameters
+    (``status="nonfinite"``).
     """
-    if init not in ("laplace", "default"):
-        raise ValueError(f"argument 'init' must be 'laplace' or 'default', got {init!r}.")
+    if init not in INITS:
+        raise ValueError(f"argument 'init' must be one of {INITS}, got {init!r}.")
+    check_learning_rate(learning_rate, "learning_rate")
+    if gate_learning_rate is not None:
+        check_learning_rate(gate_learning_rate, "gate_learning_rate")
     if estimator not in ESTIMATORS:
         raise ValueError(f"argument 'estimator' must be one of {ESTIMATORS}, got {estimator!r}.")
     if num_steps < 1 or num_particles < 1 or num_eval < 1:
@@ -356,6 +465,8 @@ def fit_vi(
     )
     elbo_cls = StickingTheLandingELBO if estimator == "stl" else Trace_ELBO
     svi = SVI(model, guide, optax_to_numpyro(tx), elbo_cls(num_particles=num_particles))
+    if not isinstance(guide, AutoEMF):  # AutoEMF checks when it sets up its prototype
+        check_model_inputs(model, args, kwargs)
     state = _init_state(svi, guide, k_init, args, kwargs)
 
     def chunk_of_steps(state):
@@ -365,41 +476,36 @@ def fit_vi(
 
         return jax.lax.scan(body, state, None, length=chunk)
 
-    # The training chunk is traced and lowered here (NumPyro's handler stack is global, so on
-    # this thread) and compiled by XLA on a worker thread while the Laplace fit and whitening
-    # run here: they change the state's values, not its types.
+    # Programs are traced and lowered on this thread (NumPyro's handler stack is global) and
+    # compiled by XLA on worker threads while the Laplace fit runs here; nothing runs two
+    # compiled programs at once (XLA:CPU's thread pool can deadlock on that).
     lowered = jax.jit(chunk_of_steps, compiler_options=training_options()).trace(state).lower()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    lowered_eval = _lower_evaluation(
+        model, guide, svi.get_params(state), k_eval, num_eval, args, kwargs
+    )
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         compiling = pool.submit(lowered.compile)
-        if init == "laplace" and isinstance(guide, AutoEMF):
-            loc, cov, ok = laplace_approximation(guide)
-            if ok:
-                params = guide.laplace_init_params(svi.get_params(state), loc, cov)
-                # AutoEMF's params carry no constraint: a fresh optimiser state at the new
-                # values is what ``svi.init(..., init_params=params)`` returns, without
-                # re-tracing guide/model
-                optim_state = run_once_jit(svi.optim.init)(params)
-                state = SVIState(optim_state, state.mutable_state, state.rng_key)
+        compiling_eval = pool.submit(lowered_eval.compile)
+        candidates = _initial_candidates(init, guide, svi, state)
         run_chunk = compiling.result()
-        # While training runs (this thread only dispatches the compiled chunk and waits), a
-        # worker traces and compiles the evaluation batch by evaluating it once at the starting
-        # parameters; the final ELBO, ``samples`` and ``to_arviz`` then reuse that program.
-        warming = pool.submit(
-            with_callers_x64(_draws_and_log_weights),
-            model, guide, svi.get_params(state), k_eval, num_eval, args, kwargs,
+        chosen, scores, first = _pilot(run_chunk, candidates)
+        if progress:
+            print(f"fit_vi: start {chosen!r}" + (f" of {_format_scores(scores)}" if scores else ""))
+        training = _train_chunks(
+            _replaying(run_chunk, first),
+            candidates[chosen],
+            num_steps,
+            chunk,
+            min_steps,
+            tol,
+            progress,
+            t0,
         )
-        state, losses, status, steps = _train_chunks(
-            run_chunk, state, num_steps, chunk, min_steps, tol, progress, t0
-        )
-        concurrent.futures.wait([warming])  # its errors, if any, recur in the evaluation below
-    params = svi.get_params(state)
+        compiling_eval.result()
+    params = svi.get_params(training.state)
     # the same compiled batch function later serves ``VIResult.samples`` and ``to_arviz``
-    _, lp, lq = _draws_and_log_weights(model, guide, params, k_eval, num_eval, args, kwargs)
-    logw = np.asarray(lp) - np.asarray(lq)
-    finite = np.isfinite(logw)
-    elbo = float(np.mean(logw[finite])) if finite.any() else float("nan")
-    elbo_se = float(np.std(logw[finite]) / np.sqrt(max(finite.sum(), 1)))
-    khat = float(az.psislw(logw[finite].copy())[1]) if finite.sum() > 10 else float("nan")
+    logw = _all_log_weights(model, guide, params, k_eval, num_eval, args, kwargs)
+    elbo, elbo_se, khat = _elbo_and_khat(logw)
     if khat > KHAT_THRESHOLD:
         warnings.warn(
             f"fit_vi: PSIS k̂ = {khat:.2f} > {KHAT_THRESHOLD}: the variational approximation is "
@@ -410,16 +516,84 @@ def fit_vi(
         model,
         guide,
         params,
-        np.concatenate(losses),
+        np.concatenate(training.losses) if training.losses else np.zeros(0),
         elbo,
         elbo_se,
         khat,
-        status,
-        steps,
+        training.status,
+        training.steps,
         time.perf_counter() - t0,
         args,
         kwargs,
+        init=chosen,
+        init_scores=scores,
+        rollbacks=tuple(training.rollbacks),
     )
+
+
+LAPLACE_MAX_DIM = DENSE_MAX_DIM
+
+
+def _initial_candidates(init: str, guide, svi: SVI, state) -> dict:
+    """Starting states by name: the guide's own start ("default"), and for :class:`AutoEMF`
+    with ``init`` "auto" or "laplace" and at most :data:`LAPLACE_MAX_DIM` latent dimensions the
+    Laplace-whitened start where the Laplace approximation is finite ("laplace")."""
+    candidates = {"default": state}
+    if init == "default" or not isinstance(guide, AutoEMF):
+        return candidates
+    if guide.latent_dim > LAPLACE_MAX_DIM or guide.placement != "top":
+        return candidates
+    loc, cov, ok = laplace_approximation(guide)
+    if not ok:
+        return candidates
+    params = guide.laplace_init_params(svi.get_params(state), loc, cov)
+    # AutoEMF's params carry no constraint: a fresh optimiser state at the new values is what
+    # ``svi.init(..., init_params=params)`` returns, without re-tracing guide/model
+    optim_state = run_once_jit(svi.optim.init)(params)
+    laplace = SVIState(optim_state, state.mutable_state, state.rng_key)
+    return {"laplace": laplace} if init == "laplace" else {**candidates, "laplace": laplace}
+
+
+def _pilot(run_chunk, candidates: dict) -> tuple[str, dict, Any]:
+    """One training chunk from each starting state when there are several: the one whose chunk
+    ends at the lowest loss (median of its last quarter; a non-finite loss rules a start out)
+    is kept, with that chunk's result as training's first chunk. Returns the name, the pilot
+    ELBO estimates by name, and the kept chunk's result (None without a pilot)."""
+    if len(candidates) == 1:
+        return next(iter(candidates)), {}, None
+    results, scores = {}, {}
+    for name, state in candidates.items():
+        results[name] = run_chunk(state)
+        losses = np.asarray(results[name][1])
+        tail = losses[-max(len(losses) // 4, 1) :]
+        scores[name] = -float(np.median(tail)) if np.all(np.isfinite(losses)) else -np.inf
+    chosen = max(scores, key=scores.get)
+    return chosen, scores, results[chosen]
+
+
+def _replaying(run_chunk, first):
+    """``run_chunk`` that returns ``first`` (a pilot chunk's result) on its first call."""
+    pending = [] if first is None else [first]
+
+    def run(state):
+        return pending.pop() if pending else run_chunk(state)
+
+    return run
+
+
+def _format_scores(scores: dict) -> str:
+    return ", ".join(f"{k}: ELBO {v:.2f}" for k, v in scores.items())
+
+
+def _elbo_and_khat(logw: np.ndarray) -> tuple[float, float, float]:
+    """ELBO ± standard error over the finite log weights, and PSIS k̂ (ArviZ ``psislw``)."""
+    finite = np.isfinite(logw)
+    elbo = float(np.mean(logw[finite])) if finite.any() else float("nan")
+    elbo_se = float(np.std(logw[finite]) / np.sqrt(max(finite.sum(), 1)))
+    khat = float(az.psislw(logw[finite].copy())[1]) if finite.sum() > 10 else float("nan")
+    if np.any(np.isnan(logw) | (logw == np.inf)):
+        khat = float("inf")  # some weights are undefined or infinite
+    return elbo, elbo_se, khat
 
 
 __all__ = ["VIResult", "fit_vi", "laplace_approximation"]

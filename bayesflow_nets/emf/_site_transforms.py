@@ -259,6 +259,31 @@ def _build_mvn(d, name):
     return TrilMap(d.loc, d.scale_tril)
 
 
+def _build_random_walk(d, name):
+    # x = cumsum(scale ε) = scale · (lower-triangular ones) ε: a triangular map on the walk
+    steps = d.event_shape[-1]
+    ones = jnp.tril(jnp.ones((steps, steps)))
+    return TrilMap(0.0, jnp.asarray(d.scale)[..., None, None] * ones)
+
+
+class IdentityMap(SiteMap):
+    """``u = ε``: the map for a site the layer does not embed (its prior is not used)."""
+
+    elementwise = True
+
+    def forward(self, eps):
+        return eps, jnp.zeros((), eps.dtype)
+
+    def inverse(self, u):
+        return u, jnp.zeros((), u.dtype)
+
+    def gated_forward(self, eps, gate_logit):
+        return self.forward(eps)
+
+    def gated_inverse(self, x, gate_logit):
+        return self.inverse(x)
+
+
 def _build_uniform(d, name):
     # z = a + (b − a)Φ(ε) and biject_to(interval) = a + (b − a)·sigmoid(u) ⇒ u = logit Φ(ε).
     def fwd(eps):
@@ -528,6 +553,7 @@ SITE_TRANSFORM_RULES: tuple[SiteTransformRule, ...] = (
     SiteTransformRule(
         "triangular-affine", (dist.MultivariateNormal, dist.LowRankMultivariateNormal), _build_mvn
     ),
+    SiteTransformRule("random-walk", (dist.GaussianRandomWalk,), _build_random_walk),
     SiteTransformRule("uniform", (dist.Uniform,), _build_uniform),
     SiteTransformRule("dirichlet-stick-breaking", (dist.Dirichlet,), _build_dirichlet),
     SiteTransformRule("improper-identity", (dist.ImproperUniform,), _build_improper),
@@ -552,7 +578,6 @@ UNSUPPORTED_DISTRIBUTIONS: dict[type, str] = {
     dist.CAR: "conditional autoregressive: no tractable triangular factor exposed",
     dist.CirculantNormal: "FFT-parametrised Gaussian: not implemented",
     dist.EulerMaruyama: "SDE path distribution: not implemented",
-    dist.GaussianRandomWalk: "not implemented (write it as a cumsum of Normal sites)",
     dist.GaussianStateSpace: "not implemented (write it as a loop of Normal sites)",
     dist.HurdleGamma: "mixed discrete/continuous",
     dist.HurdleLogNormal: "mixed discrete/continuous",
@@ -609,6 +634,22 @@ def site_map(d, name: str) -> SiteMap:
     return rule.build(d, name)
 
 
+def site_map_or_identity(d, name: str, unsupported: str) -> SiteMap:
+    """:func:`site_map`, or with ``unsupported="identity"`` an :class:`IdentityMap` for a
+    continuous distribution that has no site transform (discrete sites still raise)."""
+    try:
+        return site_map(d, name)
+    except NotImplementedError:
+        base = d
+        while isinstance(
+            base, dist.MaskedDistribution | dist.Independent | dist.ExpandedDistribution
+        ):
+            base = base.base_dist
+        if unsupported != "identity" or base.support.is_discrete:
+            raise
+        return IdentityMap()
+
+
 def site_log_prob_unconstrained(d, u):
     """Reference density of a site in unconstrained space: log p(T(u)) + log|T'(u)|."""
     t = biject_to(d.support)
@@ -624,10 +665,12 @@ __all__ = [
     "UNSUPPORTED_DISTRIBUTIONS",
     "AffineMap",
     "GenericMap",
+    "IdentityMap",
     "MonotoneMap",
     "SiteMap",
     "SiteTransformRule",
     "TrilMap",
     "site_map",
+    "site_map_or_identity",
     "site_log_prob_unconstrained",
 ]

@@ -24,7 +24,7 @@ from numpyro.infer.util import log_density
 
 from .._custom_types import Shape
 from ..bijectors._base import AbstractBijector
-from ._site_transforms import site_log_prob_unconstrained, site_map
+from ._site_transforms import site_log_prob_unconstrained, site_map_or_identity
 
 
 class SiteInfo(NamedTuple):
@@ -36,7 +36,18 @@ class SiteInfo(NamedTuple):
     size: int
 
 
-def _latent_sites(model, args, kwargs, only=None) -> tuple[SiteInfo, ...]:
+UNSUPPORTED = ("raise", "identity")
+
+
+def _check_unsupported(unsupported: str) -> str:
+    if unsupported not in UNSUPPORTED:
+        raise ValueError(
+            f"argument 'unsupported' must be one of {UNSUPPORTED}, got {unsupported!r}."
+        )
+    return unsupported
+
+
+def _latent_sites(model, args, kwargs, only=None, unsupported="raise") -> tuple[SiteInfo, ...]:
     with handlers.block():
         # init_to_uniform provides values for improper (flat-prior) sites, which cannot sample
         seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
@@ -58,7 +69,7 @@ def _latent_sites(model, args, kwargs, only=None) -> tuple[SiteInfo, ...]:
         if only is not None and name not in only:
             continue
         fn = site["fn"]
-        site_map(fn, name)  # raises NotImplementedError (naming the site) if unsupported
+        site_map_or_identity(fn, name, unsupported)  # raises naming the site if unsupported
         shape = tuple(biject_to(fn.support).inverse_shape(jnp.shape(site["value"])))
         size = int(np.prod(shape, dtype=int))
         sites.append(SiteInfo(name, shape, offset, size))
@@ -68,6 +79,44 @@ def _latent_sites(model, args, kwargs, only=None) -> tuple[SiteInfo, ...]:
     return tuple(sites)
 
 
+def _run_with_sites(model, args, kwargs, pieces: dict[str, Array], site_fn) -> dict[str, tuple]:
+    """Run ``model`` once, giving each latent site named in ``pieces`` the value that
+    ``site_fn(msg, piece, step)`` returns with a tuple of outputs; returns the outputs by site.
+
+    A site inside NumPyro's ``scan`` is visited once per step with that step's distribution,
+    ``piece[step]`` and the step index; its outputs travel out of the scan in the site's
+    ``intermediates`` and come back stacked over steps (``step`` is None elsewhere).
+    """
+    results: dict[str, tuple] = {}
+
+    def substitute_fn(msg):
+        name = msg["name"]
+        if msg["type"] != "sample" or msg["is_observed"] or name not in pieces:
+            return None
+        step = msg["infer"].get("_scan_current_index")
+        piece = pieces[name] if step is None else pieces[name][step]
+        value, outputs = site_fn(msg, piece, step)
+        if step is None:
+            results[name] = outputs
+        else:
+            msg["intermediates"] = list(outputs)
+        return value
+
+    seeded = handlers.substitute(handlers.seed(model, rng_seed=0), substitute_fn=substitute_fn)
+    with handlers.block():
+        tr = handlers.trace(seeded).get_trace(*args, **kwargs)
+    for name in pieces:
+        if name not in results and name in tr and tr[name].get("intermediates"):
+            results[name] = tuple(tr[name]["intermediates"])
+    missing = [n for n in pieces if n not in results]
+    if missing:
+        raise ValueError(
+            f"latent sites {missing} were not reached when re-running the model; the "
+            "model's structure must not depend on the latent values."
+        )
+    return results
+
+
 class AbstractStructuredLayer(AbstractBijector):
     """Shared machinery of :class:`StructuredLayer` and :class:`GatedStructuredLayer`."""
 
@@ -75,6 +124,7 @@ class AbstractStructuredLayer(AbstractBijector):
     model_args: eqx.AbstractVar[tuple]
     model_kwargs: eqx.AbstractVar[dict]
     sites: eqx.AbstractVar[tuple[SiteInfo, ...]]
+    unsupported: eqx.AbstractVar[str]
 
     @property
     def site_names(self) -> tuple[str, ...]:
@@ -99,47 +149,29 @@ class AbstractStructuredLayer(AbstractBijector):
     def _run(self, flat, direction: str):
         pieces = self.unpack(flat)
         index = {s.name: i for i, s in enumerate(self.sites)}
-        outputs: dict[str, Any] = {}
-        total = [jnp.zeros((), flat.dtype)]
 
-        def substitute_fn(msg):
-            name = msg["name"]
-            if msg["type"] != "sample" or msg["is_observed"] or name not in pieces:
-                return None
+        def site_fn(msg, value, step):
             fn = msg["fn"]
-            smap = site_map(self._site_distribution(fn, index[name]), name)
-            transform = biject_to(fn.support)
-            gate = self._gate(index[name])
-            value = pieces[name]
+            smap = site_map_or_identity(
+                self._site_distribution(fn, index[msg["name"]]), msg["name"], self.unsupported
+            )
+            gate = self._gate(index[msg["name"]])
+            if gate is not None and step is not None and jnp.ndim(gate) > 0:
+                gate = gate[step]
             if direction == "forward":
-                if gate is None:
-                    u, ld = smap.forward(value)
-                else:
-                    u, ld = smap.gated_forward(value, gate)
-                outputs[name] = u
+                u, ld = smap.forward(value) if gate is None else smap.gated_forward(value, gate)
+                out = u
             else:
                 u = value
-                if gate is None:
-                    eps, ld = smap.inverse(u)
-                else:
-                    eps, ld = smap.gated_inverse(u, gate)
-                outputs[name] = eps
-            total[0] = total[0] + ld.astype(flat.dtype)
-            return transform(u)
+                out, ld = smap.inverse(u) if gate is None else smap.gated_inverse(u, gate)
+            return biject_to(fn.support)(u), (out, ld.astype(flat.dtype))
 
-        seeded = handlers.seed(self.model, rng_seed=0)
-        with handlers.block():
-            handlers.substitute(seeded, substitute_fn=substitute_fn)(
-                *self.model_args, **self.model_kwargs
-            )
-        missing = [n for n in pieces if n not in outputs]
-        if missing:
-            raise ValueError(
-                f"latent sites {missing} were not reached when re-running the model; the "
-                "model's structure must not depend on the latent values."
-            )
-        out = jnp.concatenate([jnp.ravel(outputs[s.name]).astype(flat.dtype) for s in self.sites])
-        return out, total[0]
+        results = _run_with_sites(self.model, self.model_args, self.model_kwargs, pieces, site_fn)
+        out = jnp.concatenate(
+            [jnp.ravel(results[s.name][0]).astype(flat.dtype) for s in self.sites]
+        )
+        total = sum((jnp.sum(results[s.name][1]) for s in self.sites), jnp.zeros((), flat.dtype))
+        return out, total
 
     def _transform_and_log_det(self, x, condition):
         return self._run(x, "forward")
@@ -149,22 +181,15 @@ class AbstractStructuredLayer(AbstractBijector):
 
     def constrain(self, flat: Float[Array, " dim"]) -> dict[str, Array]:
         """Map an unconstrained vector to constrained site values by re-running the model."""
-        pieces = self.unpack(flat)
-        values = {}
 
-        def substitute_fn(msg):
-            if msg["type"] == "sample" and msg["name"] in pieces and not msg["is_observed"]:
-                u = pieces[msg["name"]]
-                values[msg["name"]] = biject_to(msg["fn"].support)(u)
-                return values[msg["name"]]
-            return None
+        def site_fn(msg, u, step):
+            value = biject_to(msg["fn"].support)(u)
+            return value, (value,)
 
-        seeded = handlers.seed(self.model, rng_seed=0)
-        with handlers.block():
-            handlers.substitute(seeded, substitute_fn=substitute_fn)(
-                *self.model_args, **self.model_kwargs
-            )
-        return values
+        results = _run_with_sites(
+            self.model, self.model_args, self.model_kwargs, self.unpack(flat), site_fn
+        )
+        return {name: r[0] for name, r in results.items()}
 
     def prior_log_density(self, flat: Float[Array, " dim"]) -> Float[Array, ""]:
         """The model's prior log density in unconstrained space (a test oracle): NumPyro's
@@ -208,6 +233,7 @@ class StructuredLayer(AbstractStructuredLayer):
     model_args: tuple
     model_kwargs: dict
     sites: tuple[SiteInfo, ...] = eqx.field(static=True)
+    unsupported: str = eqx.field(static=True)
     shape: Shape = eqx.field(static=True)
     cond_shape: None = eqx.field(static=True)
 
@@ -218,13 +244,17 @@ class StructuredLayer(AbstractStructuredLayer):
         model_kwargs: dict | None = None,
         *,
         latent_sites: tuple[str, ...] | None = None,
+        unsupported: str = "raise",
     ):
         if not callable(model):
             raise TypeError(f"argument 'model' must be a callable NumPyro model, got {model!r}.")
         self.model = model
         self.model_args = tuple(model_args)
         self.model_kwargs = dict(model_kwargs or {})
-        self.sites = _latent_sites(model, self.model_args, self.model_kwargs, latent_sites)
+        self.unsupported = _check_unsupported(unsupported)
+        self.sites = _latent_sites(
+            model, self.model_args, self.model_kwargs, latent_sites, self.unsupported
+        )
         self.shape = (sum(s.size for s in self.sites),)
         self.cond_shape = None
 
@@ -251,6 +281,7 @@ class GatedStructuredLayer(AbstractStructuredLayer):
     sites: tuple[SiteInfo, ...] = eqx.field(static=True)
     gate_logits: tuple[Array, ...]
     gate_scale: float = eqx.field(static=True)
+    unsupported: str = eqx.field(static=True)
     shape: Shape = eqx.field(static=True)
     cond_shape: None = eqx.field(static=True)
 
@@ -264,6 +295,7 @@ class GatedStructuredLayer(AbstractStructuredLayer):
         per_element: bool = False,
         gate_scale: float = 1.0,
         latent_sites: tuple[str, ...] | None = None,
+        unsupported: str = "raise",
     ):
         if not callable(model):
             raise TypeError(f"argument 'model' must be a callable NumPyro model, got {model!r}.")
@@ -274,7 +306,10 @@ class GatedStructuredLayer(AbstractStructuredLayer):
         self.model = model
         self.model_args = tuple(model_args)
         self.model_kwargs = dict(model_kwargs or {})
-        self.sites = _latent_sites(model, self.model_args, self.model_kwargs, latent_sites)
+        self.unsupported = _check_unsupported(unsupported)
+        self.sites = _latent_sites(
+            model, self.model_args, self.model_kwargs, latent_sites, self.unsupported
+        )
         logit = gate_logit(gate_init) / gate_scale
         self.gate_logits = tuple(
             jnp.full(s.shape if per_element else (), logit, dtype=float) for s in self.sites

@@ -54,6 +54,15 @@ CASES = {
         lambda k: bj.Affine(jax.random.normal(k, (DIM,)), _positive(k, (DIM,)), positivity="exp"),
         _real,
     ),
+    "LowRankAffine": (
+        lambda k: bj.LowRankAffine(
+            jax.random.normal(k, (DIM,)),
+            _positive(k, (DIM,)),
+            0.3 * jax.random.normal(jax.random.fold_in(k, 1), (DIM, 2)),
+            0.3 * jax.random.normal(jax.random.fold_in(k, 2), (DIM, 2)),
+        ),
+        _real,
+    ),
     "TriangularAffine": (
         lambda k: bj.TriangularAffine(
             jax.random.normal(k, (DIM,)), jax.random.normal(k, (DIM, DIM)) + 3 * jnp.eye(DIM)

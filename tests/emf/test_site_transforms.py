@@ -28,6 +28,7 @@ EXAMPLES = {
     dist.LowRankMultivariateNormal: lambda: dist.LowRankMultivariateNormal(
         jnp.zeros(3), jnp.ones((3, 1)), jnp.ones(3)
     ),
+    dist.GaussianRandomWalk: lambda: dist.GaussianRandomWalk(jnp.array([0.5, 2.0]), num_steps=4),
     dist.Uniform: lambda: dist.Uniform(-1.0, 3.0),
     dist.Dirichlet: lambda: dist.Dirichlet(jnp.array([1.5, 2.0, 0.7, 3.0])),
     dist.ImproperUniform: lambda: dist.ImproperUniform(dist.constraints.positive, (), (2,)),

@@ -207,3 +207,70 @@ def test_validation_messages():
         GatedStructuredLayer(gaussian_model, gate_init=1.5)
     with pytest.raises(ValueError, match="no latent"):
         StructuredLayer(lambda: numpyro.sample("y", dist.Normal(0, 1), obs=1.0))
+
+
+def scan_model(y):
+    """A latent AR(1) written with NumPyro's ``scan`` (one site per step inside the scan)."""
+    from numpyro.contrib.control_flow import scan
+
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    sig = numpyro.sample("sig", dist.HalfNormal(0.5))
+
+    def step(h, yt):
+        h = numpyro.sample("h", dist.Normal(0.9 * h, sig))
+        numpyro.sample("y", dist.Normal(0.0, jnp.exp(h / 2)), obs=yt)
+        return h, None
+
+    scan(step, mu, y)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_scan_model_layer_contract_and_prior_density(gated, x64):
+    y = jnp.asarray(np.random.default_rng(0).normal(size=7))
+    if gated:
+        layer = GatedStructuredLayer(scan_model, (y,), gate_init=0.7, per_element=True)
+    else:
+        layer = StructuredLayer(scan_model, (y,))
+    assert [(s.name, s.shape) for s in layer.sites] == [("mu", ()), ("sig", ()), ("h", (7,))]
+    eps = jax.random.normal(jax.random.PRNGKey(1), (9,))
+    x, ld = eqx.filter_jit(lambda m, e: m.transform_and_log_det(e))(layer, eps)
+    back, ild = layer.inverse_and_log_det(x)
+    np.testing.assert_allclose(back, eps, atol=1e-12)
+    _, logdet = jnp.linalg.slogdet(jax.jacobian(layer.transform)(eps))
+    np.testing.assert_allclose(ld, logdet, rtol=1e-10)
+    np.testing.assert_allclose(ild, -ld, rtol=1e-10)
+    assert jax.vmap(layer.transform)(jnp.ones((3, 9))).shape == (3, 9)
+    if not gated:  # base N(0, I) pushed through T is the prior in unconstrained space
+        np.testing.assert_allclose(
+            norm.logpdf(eps).sum() - ld, layer.prior_log_density(x), rtol=1e-10
+        )
+
+
+def random_walk_model():
+    scale = numpyro.sample("scale", dist.LogNormal(0.0, 0.5))
+    numpyro.sample("x", dist.GaussianRandomWalk(scale=scale, num_steps=6))
+
+
+def lkj_model():
+    numpyro.sample("L", dist.LKJCholesky(3, 2.0))
+    numpyro.sample("s", dist.HalfNormal(1.0))
+
+
+def test_random_walk_site_and_unsupported_fallback(x64):
+    layer = StructuredLayer(random_walk_model)
+    eps = jax.random.normal(jax.random.PRNGKey(2), (7,))
+    x, ld = layer.transform_and_log_det(eps)
+    np.testing.assert_allclose(layer.inverse(x), eps, atol=1e-12)
+    np.testing.assert_allclose(norm.logpdf(eps).sum() - ld, layer.prior_log_density(x), rtol=1e-10)
+    with pytest.raises(NotImplementedError, match="site 'L'.*LKJCholesky"):
+        StructuredLayer(lkj_model)
+    with pytest.raises(ValueError, match="argument 'unsupported'"):
+        StructuredLayer(lkj_model, unsupported="skip")
+    # with unsupported="identity" the LKJ site passes through unembedded (u = ε)
+    gated = GatedStructuredLayer(lkj_model, gate_init=0.8, unsupported="identity")
+    eps = jax.random.normal(jax.random.PRNGKey(3), (4,))
+    x, ld = gated.transform_and_log_det(eps)
+    np.testing.assert_allclose(x[:3], eps[:3], atol=0)
+    _, logdet = jnp.linalg.slogdet(jax.jacobian(gated.transform)(eps))
+    np.testing.assert_allclose(ld, logdet, rtol=1e-10)
+    np.testing.assert_allclose(gated.inverse(x), eps, atol=1e-12)

@@ -1,0 +1,244 @@
+"""AutoEMF with default settings against NumPyro's autoguides and NUTS on the model zoo.
+
+For each model of ``benchmarks/zoo`` (float64): AutoEMF (one call to ``fit_vi``), NumPyro's
+AutoNormal, AutoLowRankMultivariateNormal, AutoMultivariateNormal (up to 1000 latents),
+AutoIAFNormal and AutoBNAFNormal (SVI, Adam(5e-3), 8 particles, 5000 steps), and NUTS (one chain,
+1000 + 1000). Each (model, method) runs in its own process with a time limit. Metrics: ELBO
+(1000 draws, VI only), PSIS k̂, and against the stored 4-chain NUTS reference
+(``benchmarks/zoo/references``, unimodal models only): mean_err = mean over coordinates of
+|mean − ref mean| / ref sd, sd_logerr = mean |log(sd / ref sd)|, and the worst coordinate of
+each. Wall time includes compilation and 1000 posterior draws (after ``block_until_ready``).
+
+    python benchmarks/emf_zoo.py                                  # every model and method
+    python benchmarks/emf_zoo.py --only funnel_10d,irt_2pl --methods AutoEMF,AutoNormal
+    python benchmarks/emf_zoo.py --table                          # print the stored table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+OUT = HERE / "results" / "emf_zoo.json"
+REFS = HERE / "zoo" / "references"
+METHODS = (
+    "AutoEMF",
+    "AutoNormal",
+    "AutoLowRankMVN",
+    "AutoMVN",
+    "AutoIAFNormal",
+    "AutoBNAFNormal",
+    "NUTS",
+)
+NUM_DRAWS = 1000
+
+
+def _latent_sites(model, args, kwargs) -> list[str]:
+    import numpyro
+    from numpyro.infer.initialization import init_to_uniform
+
+    with numpyro.handlers.block():
+        seeded = numpyro.handlers.seed(model, 0)
+        seeded = numpyro.handlers.substitute(seeded, substitute_fn=init_to_uniform)
+        tr = numpyro.handlers.trace(seeded).get_trace(*args, **kwargs)
+    return [k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]]
+
+
+def _num_latents(model, args, kwargs) -> int:
+    import jax
+    import numpy as np
+    from numpyro.infer.util import initialize_model
+
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=args, model_kwargs=kwargs)
+    return int(sum(np.size(v) for v in info.param_info.z.values()))
+
+
+def _vi(method, model, args, kwargs, key):
+    """Fit one VI method; returns draws of the latent sites, log weights and status."""
+    import jax
+    import numpy as np
+    import numpyro
+    from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide as ag
+
+    from bayesflow_nets.emf import AutoEMF, fit_vi
+    from bayesflow_nets.emf._fit import _log_weights
+
+    if method == "AutoEMF":
+        res = fit_vi(model, AutoEMF(model), *args, rng_key=key, progress=False, **kwargs)
+        draws = jax.block_until_ready(res.samples(jax.random.fold_in(key, 1), NUM_DRAWS))
+        logw = _log_weights(model, res.guide, res.params, jax.random.fold_in(key, 2), 1000, args, kwargs)
+        extra = {"status": res.status, "init": res.init, "rollbacks": len(res.rollbacks),
+                 "steps": res.num_steps}
+        return draws, logw, extra
+    guide = {
+        "AutoNormal": ag.AutoNormal,
+        "AutoLowRankMVN": ag.AutoLowRankMultivariateNormal,
+        "AutoMVN": ag.AutoMultivariateNormal,
+        "AutoIAFNormal": ag.AutoIAFNormal,
+        "AutoBNAFNormal": ag.AutoBNAFNormal,
+    }[method](model)
+    svi = SVI(model, guide, numpyro.optim.Adam(5e-3), Trace_ELBO(num_particles=8))
+    res = svi.run(key, 5000, *args, progress_bar=False, **kwargs)
+    sites = _latent_sites(model, args, kwargs)
+    pred = Predictive(model, guide=guide, params=res.params, num_samples=NUM_DRAWS,
+                      return_sites=sites)
+    draws = jax.block_until_ready(pred(jax.random.fold_in(key, 1), *args, **kwargs))
+    logw = _log_weights(model, guide, res.params, jax.random.fold_in(key, 2), 1000, args, kwargs)
+    finite = np.all(np.isfinite(np.asarray(res.losses[-100:])))
+    return draws, logw, {"status": "ok" if finite else "nonfinite", "steps": 5000}
+
+
+def _nuts(model, args, kwargs, key):
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    mcmc = MCMC(NUTS(model), num_warmup=1000, num_samples=NUM_DRAWS, progress_bar=False)
+    mcmc.run(key, *args, **kwargs)
+    draws = jax.block_until_ready(mcmc.get_samples())
+    div = int(mcmc.get_extra_fields()["diverging"].sum())
+    return draws, None, {"divergences": div}
+
+
+def _accuracy(draws: dict, ref: dict) -> dict:
+    """mean_err, sd_logerr (averaged over coordinates) and their worst coordinates."""
+    import numpy as np
+
+    mean_err, sd_err = [], []
+    for name, site in ref["sites"].items():
+        if name not in draws:
+            continue
+        x = np.asarray(draws[name], dtype=float).reshape(len(draws[name]), -1)
+        m, s = np.asarray(site["mean"]), np.asarray(site["sd"])
+        keep = s > 1e-12  # constrained coordinates fixed by the support (e.g. a Cholesky's 1)
+        mean_err.append(np.abs(x.mean(0) - m)[keep] / s[keep])
+        sd_err.append(np.abs(np.log(np.maximum(x.std(0)[keep], 1e-300) / s[keep])))
+    mean_err, sd_err = np.concatenate(mean_err), np.concatenate(sd_err)
+    return {
+        "mean_err": float(mean_err.mean()),
+        "mean_err_max": float(mean_err.max()),
+        "sd_logerr": float(sd_err.mean()),
+        "sd_logerr_max": float(sd_err.max()),
+    }
+
+
+def run_one(name: str, method: str, seed: int) -> dict:
+    """One (model, method) row, in this process."""
+    import numpyro
+
+    numpyro.enable_x64()
+    import arviz as az
+    import jax
+    import numpy as np
+
+    from benchmarks.zoo.models import ZOO
+
+    entry = ZOO[name]
+    model, args, kwargs = entry.build()
+    key = jax.random.PRNGKey(seed)
+    if method == "AutoMVN" and _num_latents(model, args, kwargs) > 1000:
+        return {"model": name, "method": method, "seed": seed, "status": "skipped: D > 1000"}
+    t0 = time.perf_counter()
+    if method == "NUTS":
+        draws, logw, extra = _nuts(model, args, kwargs, key)
+    else:
+        draws, logw, extra = _vi(method, model, args, kwargs, key)
+    wall = time.perf_counter() - t0
+    row = {"model": name, "method": method, "seed": seed, "wall_s": wall, **extra}
+    row["latents"] = int(sum(np.size(v[0]) for v in draws.values()))
+    if logw is not None:
+        logw = np.asarray(logw)
+        finite = logw[np.isfinite(logw)]
+        row["elbo"] = float(finite.mean()) if finite.size else float("nan")
+        row["finite_share"] = float(np.isfinite(logw).mean())
+        row["khat"] = float(az.psislw(finite.copy())[1]) if finite.size > 10 else float("nan")
+    ref_path = REFS / f"{name}.json"
+    if not entry.multimodal and ref_path.exists():
+        ref = json.loads(ref_path.read_text())
+        row.update(_accuracy(draws, ref))
+        row["reference_meets_criteria"] = bool(ref["meets_criteria"])
+    return row
+
+
+def _isolated(name, method, seed, timeout) -> dict:
+    cmd = [sys.executable, __file__, "--row", f"{name}:{method}:{seed}"]
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    except subprocess.TimeoutExpired:
+        return {"model": name, "method": method, "seed": seed, "status": "timeout",
+                "wall_s": time.perf_counter() - t0}
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
+    if out.returncode != 0 or not lines:
+        err = (out.stderr.strip().splitlines() or ["?"])[-1][:300]
+        return {"model": name, "method": method, "seed": seed, "status": "error", "error": err,
+                "wall_s": time.perf_counter() - t0}
+    return json.loads(lines[-1][4:])
+
+
+def _fmt(v, spec):
+    return "–" if v is None or (isinstance(v, float) and v != v) else format(v, spec)
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| model | method | latents | ELBO | k̂ | mean_err (max) | sd_logerr (max) | wall s | "
+            "status |")
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r.get('latents', '–')} | "
+            f"{_fmt(r.get('elbo'), '.2f')} | {_fmt(r.get('khat'), '.2f')} | "
+            f"{_fmt(r.get('mean_err'), '.3f')} ({_fmt(r.get('mean_err_max'), '.2f')}) | "
+            f"{_fmt(r.get('sd_logerr'), '.3f')} ({_fmt(r.get('sd_logerr_max'), '.2f')}) | "
+            f"{_fmt(r.get('wall_s'), '.1f')} | {r.get('status', r.get('divergences', ''))} |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated zoo model names")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per row")
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--table", action="store_true", help="print the stored table and exit")
+    parser.add_argument("--row", help=argparse.SUPPRESS)
+    a = parser.parse_args()
+    if a.row:
+        name, method, seed = a.row.split(":")
+        print("ROW " + json.dumps(run_one(name, method, int(seed))), flush=True)
+        return
+    out = pathlib.Path(a.out)
+    stored = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    if a.table:
+        print(table(stored["rows"]))
+        return
+    from benchmarks.zoo.models import ZOO
+
+    names = a.only.split(",") if a.only else list(ZOO)
+    rows = {(r["model"], r["method"]): r for r in stored["rows"]}
+    for name in names:
+        for method in a.methods.split(","):
+            row = _isolated(name, method, a.seed, a.timeout)
+            rows[(name, method)] = row
+            print(table([row]).splitlines()[-1], flush=True)
+            order = {n: i for i, n in enumerate(ZOO)}
+            ordered = sorted(rows.values(), key=lambda r: (order.get(r["model"], 99),
+                                                          METHODS.index(r["method"])))
+            record = {"command": " ".join(sys.argv), "rows": ordered}
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1))
+            os.replace(tmp, out)
+    print(table(json.loads(out.read_text())["rows"]))
+
+
+if __name__ == "__main__":
+    main()
