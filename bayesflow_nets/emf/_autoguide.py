@@ -393,7 +393,10 @@ def _pull_back_gaussian(layer, loc, cov):
     # the inverse needs only CDFs (no root search for numerically inverted sites), and its
     # Jacobian at loc is the inverse of the forward Jacobian at eps_loc
     eps_loc = layer.inverse(loc)
-    jinv = jax.jacfwd(layer.inverse)(loc)
+    try:
+        jinv = jax.jacfwd(layer.inverse)(loc)
+    except TypeError:  # a custom_vjp inside the model (e.g. odeint) has no forward mode
+        jinv = jax.jacrev(layer.inverse)(loc)
     cov_eps = jinv @ cov @ jinv.T
     cov_eps = 0.5 * (cov_eps + cov_eps.T)
     chol = jnp.linalg.cholesky(cov_eps + 1e-12 * jnp.trace(cov_eps) * jnp.eye(cov_eps.shape[0]))

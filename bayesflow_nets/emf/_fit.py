@@ -274,7 +274,10 @@ def _laplace_covariance(pot, loc):
     program compiled for a single run."""
 
     def cov_at(loc):
-        hess = jax.hessian(pot)(loc)
+        try:
+            hess = jax.hessian(pot)(loc)
+        except TypeError:  # a custom_vjp inside the model (e.g. odeint): reverse over reverse
+            hess = jax.jacrev(jax.grad(pot))(loc)
         w, v = jnp.linalg.eigh(0.5 * (hess + hess.T))
         w = jnp.clip(w, 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)
         cov = (v / w) @ v.T
