@@ -152,7 +152,9 @@ class VIResult:
     ``losses`` (accepted steps), ``elbo`` ± ``elbo_se`` (from ``num_eval`` fresh draws), PSIS
     ``khat``, ``status`` ("converged", "max_steps", "nonfinite" or "unstable"), ``init`` (the
     starting point kept) with ``init_scores`` (each candidate's ELBO after one pilot chunk),
-    and ``rollbacks``: (kind, step) of each rejected chunk ("nonfinite" or "spike")."""
+    ``rollbacks``: (kind, step) of each rejected chunk ("nonfinite" or "spike"), and
+    ``train_time`` (seconds in training chunks, pilots and rejected chunks included) over
+    ``steps_run`` optimiser steps."""
 
     def __init__(
         self,
@@ -172,6 +174,8 @@ class VIResult:
         init: str | None = None,
         init_scores: dict | None = None,
         rollbacks: tuple = (),
+        train_time: float = float("nan"),
+        steps_run: int | None = None,
     ):
         self.model = model
         self.guide = guide
@@ -188,6 +192,8 @@ class VIResult:
         self.init = init
         self.init_scores = dict(init_scores or {})
         self.rollbacks = tuple(rollbacks)
+        self.train_time = train_time
+        self.steps_run = steps if steps_run is None else steps_run
 
     def samples(self, key, n: int) -> dict[str, Any]:
         """``n`` posterior draws of every latent and deterministic site (observed sites dropped)."""
@@ -491,6 +497,7 @@ def fit_vi(
         compiling_eval = pool.submit(lowered_eval.compile)
         candidates = _initial_candidates(init, guide, svi, state)
         run_chunk = compiling.result()
+        t_train = time.perf_counter()
         chosen, scores, first = _pilot(run_chunk, candidates)
         if progress:
             print(f"fit_vi: start {chosen!r}" + (f" of {_format_scores(scores)}" if scores else ""))
@@ -504,6 +511,7 @@ def fit_vi(
             progress,
             t0,
         )
+        t_train = time.perf_counter() - t_train
         compiling_eval.result()
     params = svi.get_params(training.state)
     # the same compiled batch function later serves ``VIResult.samples`` and ``to_arviz``
@@ -531,6 +539,8 @@ def fit_vi(
         init=chosen,
         init_scores=scores,
         rollbacks=tuple(training.rollbacks),
+        train_time=t_train,
+        steps_run=training.steps + (len(candidates) - 1) * chunk + len(training.rollbacks) * chunk,
     )
 
 
