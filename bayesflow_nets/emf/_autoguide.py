@@ -46,7 +46,7 @@ PLACEMENTS = ("top", "middle", "bottom")
 # dimensions up to which the "auto" backbone is a MAF (its sampling pass is sequential in the
 # dimension), and up to which dense D × D affines (backbone tail, Laplace whitening) are used
 MAF_MAX_DIM = 32
-DENSE_MAX_DIM = 1000
+DENSE_MAX_DIM = 256
 MAX_AUTO_WIDTH = 128
 LOW_RANK = 8
 
