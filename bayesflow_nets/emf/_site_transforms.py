@@ -640,12 +640,7 @@ def site_map_or_identity(d, name: str, unsupported: str) -> SiteMap:
     try:
         return site_map(d, name)
     except NotImplementedError:
-        base = d
-        while isinstance(
-            base, dist.MaskedDistribution | dist.Independent | dist.ExpandedDistribution
-        ):
-            base = base.base_dist
-        if unsupported != "identity" or base.support.is_discrete:
+        if unsupported != "identity" or d.support.is_discrete:
             raise
         return IdentityMap()
 
