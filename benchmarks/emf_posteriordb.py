@@ -44,7 +44,7 @@ from numpyro.infer.initialization import init_to_uniform  # noqa: E402
 from scipy.stats import wasserstein_distance  # noqa: E402
 
 from bayesflow_nets.emf import AutoEMF, fit_vi  # noqa: E402
-from bayesflow_nets.emf._fit import _log_weights  # noqa: E402
+from bayesflow_nets.emf._evaluation import log_weights  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "posteriordb"
 if not ROOT.exists():
@@ -272,7 +272,7 @@ def run_method(method, model, key, quick):
     draws = {k: np.asarray(v) for k, v in pred(jax.random.fold_in(key, 1)).items()}
     wall = time.perf_counter() - t0
     logw = np.asarray(
-        _log_weights(model, guide, res.params, jax.random.fold_in(key, 2), 1000, (), {})
+        log_weights(model, guide, res.params, jax.random.fold_in(key, 2), 1000, (), {})
     )
     return draws, float(np.mean(logw[np.isfinite(logw)])), wall
 

@@ -61,7 +61,7 @@ def run_one(num_obs: int, method: str) -> dict:
     from numpyro.infer.autoguide import AutoNormal
 
     from bayesflow_nets.emf import AutoEMF, fit_vi, resolve_backbone
-    from bayesflow_nets.emf._fit import _log_weights
+    from bayesflow_nets.emf._evaluation import log_weights
 
     model, args, kwargs = make_problem(num_obs)
     dim = num_obs + num_obs // 10 + 3
@@ -79,7 +79,7 @@ def run_one(num_obs: int, method: str) -> dict:
         t1 = time.perf_counter()
         res = svi.run(key, 5000, *args, progress_bar=False, **kwargs)
         jax.block_until_ready(res.params)
-        logw = np.asarray(_log_weights(model, guide, res.params, key, 1000, args, kwargs))
+        logw = np.asarray(log_weights(model, guide, res.params, key, 1000, args, kwargs))
         row = {"elbo": float(np.mean(logw[np.isfinite(logw)])), "steps_run": 5000,
                "step_ms": 1e3 * (time.perf_counter() - t1) / 5000}
     row.update({"method": method, "num_obs": num_obs, "latents": dim,

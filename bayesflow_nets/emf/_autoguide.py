@@ -38,7 +38,7 @@ from ..bijectors import (
 )
 from ..bijectors.numpyro import BijectorTransform, TransformedFlow
 from ._checks import check_model_inputs
-from ._structured import GatedStructuredLayer, StructuredLayer, gate_logit
+from ._structured import GatedStructuredLayer, StructuredLayer, _latent_sites, gate_logit
 
 BACKBONES = ("auto", "normal", "lowrank", "mvn", "iaf", "maf", "rqs")
 PLACEMENTS = ("top", "middle", "bottom")
@@ -228,6 +228,8 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
     # ---- prototype ---------------------------------------------------------------------
     def _setup_prototype(self, *args, **kwargs):
         check_model_inputs(self.model, args, kwargs)
+        # names a latent site in a subsampling plate before AutoContinuous's generic error
+        _latent_sites(self.model, args, kwargs, unsupported="identity")
         super()._setup_prototype(*args, **kwargs)
         self._model_args = args
         self._model_kwargs = kwargs

@@ -1,11 +1,13 @@
 """``fit_vi``: reverse-KL VI with defaults meant to converge without tuning (MATH.md §1).
 
-Defaults: Laplace initialisation for :class:`AutoEMF` (MAP by L-BFGS in unconstrained space,
-Hessian covariance pulled back through the structured layer), Adam with a warm-up + cosine
-learning-rate schedule and gradient clipping, a 10× learning rate for gates (optax
-``multi_transform``), several ELBO particles, convergence monitoring on chunk means with a final
-annealed chunk, and a PSIS
-k̂ diagnostic (ArviZ ``psislw`` on log p − log q) that warns above 0.7.
+Defaults: a pilot chunk from the guide's own start and, for :class:`AutoEMF`, from the Laplace
+start (MAP by L-BFGS in unconstrained space, Hessian covariance pulled back through the
+structured layer), keeping the better; Adam with a warm-up + cosine learning-rate schedule and
+gradient clipping, a 10× learning rate for gates (optax ``multi_transform``), several ELBO
+particles, convergence monitoring on chunk means with a final annealed chunk, rollback of
+non-finite or spiking chunks, and a PSIS k̂ diagnostic (ArviZ ``psislw`` on log p − log q) that
+warns above 0.7. Plates that subsample train on minibatches and are evaluated on the full data
+(:mod:`._subsample`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 import warnings
 from typing import Any, NamedTuple
 
-import arviz as az
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,24 +26,29 @@ import scipy.optimize
 from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoGuide
-from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.svi import SVIState
-from numpyro.infer.util import log_density
+from numpyro.infer.util import potential_energy
 from numpyro.optim import optax_to_numpyro
 
 from .._compile import run_once_jit, split_keys, training_options
 from ._autoguide import DENSE_MAX_DIM, AutoEMF
 from ._checks import check_learning_rate, check_model_inputs
+from ._evaluation import (
+    EVAL_BATCH,
+    all_log_weights,
+    draws_and_log_weights,
+    elbo_and_khat,
+    lower_evaluation,
+)
 from ._stl import StickingTheLandingELBO
+from ._subsample import eval_batch, full_data, minibatches_with_replacement, subsampled_plates
 
 ESTIMATORS = ("elbo", "stl")
 
 INITS = ("auto", "laplace", "default")
 
 KHAT_THRESHOLD = 0.7
-
-
-EVAL_BATCH = 1000
+DEFAULT_MIN_STEPS = 1500
 
 
 class _AnnealState(NamedTuple):
@@ -79,74 +86,6 @@ def _start_anneal(svi_state, decay: float):
     return jax.tree_util.tree_map(edit, svi_state, is_leaf=lambda n: isinstance(n, _AnnealState))
 
 
-@run_once_jit
-def _draws_and_log_weights_batch(model, guide, params, key, index, batch, args, kwargs, sites):
-    """Batch ``index`` of ``batch`` guide draws (``sites``) with log p(x, y) and log q(x), keyed
-    by ``fold_in(key, index)``; model and guide are static, so every batch of the same size
-    reuses one compilation (key derivation included)."""
-
-    def one(k):
-        lq, gtr = log_density(handlers.seed(guide, k), args, kwargs, params)
-        # seeded too: NumPyro's scan runs its body once unreplayed to slice the guide's values
-        lp, mtr = log_density(handlers.replay(handlers.seed(model, k), gtr), args, kwargs, params)
-        return {s: mtr[s]["value"] for s in sites if s in mtr}, lp, lq
-
-    return jax.vmap(one)(jax.random.split(jax.random.fold_in(key, index), batch))
-
-
-def _latent_and_deterministic_sites(model, args, kwargs) -> tuple[str, ...]:
-    model = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
-    tr = handlers.trace(model).get_trace(*args, **kwargs)
-    return tuple(
-        k
-        for k, s in tr.items()
-        if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
-    )
-
-
-def _draws_and_log_weights(model, guide, params, key, n, args, kwargs, sites=None):
-    """``n`` guide draws of every latent and deterministic site with log p(x, y) and log q(x),
-    in batches of ``EVAL_BATCH`` (one compilation serves the final ELBO and ``samples``)."""
-    if sites is None:
-        sites = _latent_and_deterministic_sites(model, args, kwargs)
-    batch = min(n, EVAL_BATCH)
-    num_batches = -(-n // batch)
-    parts = [
-        _draws_and_log_weights_batch(
-            model, guide, params, key, np.asarray(i, np.int32), batch, args, kwargs, sites
-        )
-        for i in range(num_batches)
-    ]
-    if num_batches == 1 and n == batch:
-        return parts[0]
-    # joined on the host: eager jnp.concatenate/slicing would compile a program per shape
-    return jax.tree_util.tree_map(
-        lambda *a: jnp.asarray(np.concatenate([np.asarray(v) for v in a])[:n]), *parts
-    )
-
-
-def _log_weights(model, guide, params, key, n, args, kwargs):
-    """log p(x, y) − log q(x) for ``n`` guide draws (one particle each)."""
-    _, lp, lq = _draws_and_log_weights(model, guide, params, key, n, args, kwargs, sites=())
-    return np.asarray(lp) - np.asarray(lq)
-
-
-def _lower_evaluation(model, guide, params, key, n, args, kwargs):
-    """The evaluation batch of ``n`` draws traced and lowered (not compiled, not run)."""
-    sites = _latent_and_deterministic_sites(model, args, kwargs)
-    batch = min(n, EVAL_BATCH)
-    return _draws_and_log_weights_batch.lower(
-        model, guide, params, key, np.asarray(0, np.int32), batch, args, kwargs, sites
-    )
-
-
-def _all_log_weights(model, guide, params, key, n, args, kwargs):
-    """log p − log q from the evaluation program that also draws every site (the one that
-    ``fit_vi`` compiles ahead and ``VIResult.samples`` reuses)."""
-    _, lp, lq = _draws_and_log_weights(model, guide, params, key, n, args, kwargs)
-    return np.asarray(lp) - np.asarray(lq)
-
-
 class VIResult:
     """Result of :func:`fit_vi`: ``params`` (for ``Predictive(model, guide=guide, params=...)``),
     ``losses`` (accepted steps), ``elbo`` ± ``elbo_se`` (from ``num_eval`` fresh draws), PSIS
@@ -176,6 +115,9 @@ class VIResult:
         rollbacks: tuple = (),
         train_time: float = float("nan"),
         steps_run: int | None = None,
+        eval_model=None,
+        eval_guide=None,
+        eval_batch: int = EVAL_BATCH,
     ):
         self.model = model
         self.guide = guide
@@ -194,13 +136,29 @@ class VIResult:
         self.rollbacks = tuple(rollbacks)
         self.train_time = train_time
         self.steps_run = steps if steps_run is None else steps_run
+        # subsampling plates run over their full data here (``evaluation.full_data``)
+        self._eval_model = model if eval_model is None else eval_model
+        self._eval_guide = guide if eval_guide is None else eval_guide
+        self._eval_batch = eval_batch
+
+    def _draws(self, key, n, weights=True):
+        return draws_and_log_weights(
+            self._eval_model,
+            self._eval_guide,
+            self.params,
+            key,
+            n,
+            self._args,
+            self._kwargs,
+            batch=self._eval_batch,
+            weights=weights,
+        )
 
     def samples(self, key, n: int) -> dict[str, Any]:
         """``n`` posterior draws of every latent and deterministic site (observed sites dropped)."""
-        draws, _, _ = _draws_and_log_weights(
-            self.model, self.guide, self.params, key, n, self._args, self._kwargs
-        )
-        return draws
+        # with full-data plates, a program without the likelihood (which the draws do not need);
+        # otherwise the evaluation program that ``fit_vi`` compiled
+        return self._draws(key, n, weights=self._eval_model is self.model)[0]
 
     def to_arviz(self, key=None, n: int = 1000, *, num_chains: int = 1, coords=None, dims=None):
         """An ``arviz.InferenceData`` of ``num_chains`` × ``n`` independent guide draws.
@@ -217,9 +175,7 @@ class VIResult:
         if n < 1 or num_chains < 1:
             raise ValueError(f"arguments 'n' and 'num_chains' must be >= 1, got {n}, {num_chains}.")
         key = jax.random.PRNGKey(0) if key is None else key
-        draws, lp, lq = _draws_and_log_weights(
-            self.model, self.guide, self.params, key, n * num_chains, self._args, self._kwargs
-        )
+        draws, lp, lq = self._draws(key, n * num_chains)
 
         def split(v):
             v = np.asarray(v)
@@ -258,38 +214,57 @@ class VIResult:
 def laplace_approximation(guide: AutoEMF, maxiter: int = 5000):
     """MAP and inverse-Hessian covariance of the posterior in the guide's unconstrained packing
     order (L-BFGS from the guide's initial point; eigenvalues floored for a positive definite
-    covariance)."""
-    pot = lambda flat: guide._potential_fn(guide._unpack_latent(flat))
+    covariance). Where a plate subsamples, the potential is that of one fixed minibatch (seed
+    0) scaled to the full data: a start of the posterior's scale, near its mode."""
+    data, static = eqx.partition((guide._model_args, guide._model_kwargs), _is_data)
+    model = handlers.seed(guide.model, 0)
+
+    def pot(flat, data):
+        a, k = eqx.combine(data, static)
+        return potential_energy(model, a, k, guide._unpack_latent(flat))
+
     vg = run_once_jit(jax.value_and_grad(pot))
     x0 = np.asarray(guide._init_latent, dtype=np.float64)
 
     def fun(x):
-        v, g = vg(jnp.asarray(x, dtype=guide._init_latent.dtype))
+        v, g = vg(jnp.asarray(x, dtype=guide._init_latent.dtype), data)
         return float(v), np.asarray(g, dtype=np.float64)
 
     res = scipy.optimize.minimize(
         fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
     )
-    loc, cov, ok = _laplace_covariance(pot, np.asarray(res.x, dtype=guide._init_latent.dtype))
+    loc = np.asarray(res.x, dtype=guide._init_latent.dtype)
+    loc, cov, ok = _laplace_covariance(pot, loc, data)
     # an unconverged L-BFGS point is still a far better start than the default: keep it if finite
     return loc, cov, bool(ok)
 
 
-def _laplace_covariance(pot, loc):
-    """Inverse Hessian of ``pot`` at ``loc`` (eigenvalues floored) and a finiteness flag, as one
-    program compiled for a single run."""
+def _laplace_covariance(pot, loc, data):
+    """Inverse Hessian of ``pot(·, data)`` at ``loc`` (eigenvalues floored) and a finiteness
+    flag, as one program compiled for a single run."""
 
-    def cov_at(loc):
+    def cov_at(loc, data):
         try:
-            hess = jax.hessian(pot)(loc)
+            hess = jax.hessian(pot)(loc, data)
         except TypeError:  # a custom_vjp inside the model (e.g. odeint): reverse over reverse
-            hess = jax.jacrev(jax.grad(pot))(loc)
+            hess = jax.jacrev(jax.grad(pot))(loc, data)
         w, v = jnp.linalg.eigh(0.5 * (hess + hess.T))
         w = jnp.clip(w, 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)
         cov = (v / w) @ v.T
         return loc, cov, jnp.all(jnp.isfinite(loc)) & jnp.all(jnp.isfinite(cov))
 
-    return run_once_jit(cov_at)(loc)
+    return run_once_jit(cov_at)(loc, data)
+
+
+def _is_data(v) -> bool:
+    return isinstance(v, jax.Array) or (isinstance(v, np.ndarray) and v.dtype.kind in "biufc")
+
+
+def _as_jax_data(args, kwargs):
+    """Numeric NumPy arrays among the model's arguments as JAX arrays, so that the guide's own
+    traces of the model (its structured layer, the Laplace fit) can index them with traced
+    indices (e.g. a plate's), as ``SVI.run``'s traced arguments can be."""
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(v) if _is_data(v) else v, (args, kwargs))
 
 
 def _init_state(svi: SVI, guide, rng_key, args, kwargs):
@@ -299,7 +274,7 @@ def _init_state(svi: SVI, guide, rng_key, args, kwargs):
     if isinstance(guide, AutoGuide) and guide.prototype_trace is None:
         guide_seed = split_keys(rng_key, 3)[2]
         handlers.seed(guide._setup_prototype, guide_seed)(*args, **kwargs)
-    return run_once_jit(lambda key: svi.init(key, *args, **kwargs))(rng_key)
+    return run_once_jit(lambda key, a, k: svi.init(key, *a, **k))(rng_key, args, kwargs)
 
 
 MAX_ROLLBACKS = 5
@@ -414,7 +389,7 @@ def fit_vi(
     gate_learning_rate: float | None = None,
     init: str = "auto",
     chunk: int = 500,
-    min_steps: int = 1500,
+    min_steps: int | None = None,
     tol: float = 0.02,
     num_eval: int = 1000,
     estimator: str = "elbo",
@@ -427,10 +402,12 @@ def fit_vi(
     schedule), ``gate_learning_rate`` (default 10 × ``learning_rate``), ``init`` ("auto": one
     pilot chunk from the guide's own start and, for AutoEMF with at most ``LAPLACE_MAX_DIM``
     latents, from the Laplace-whitened start; training goes on from the one that ends lower;
-    "laplace"; "default"), ``chunk``/``min_steps``/``tol`` (once a chunk's mean loss improves on the
-    previous chunk's by less than its standard error or ``tol`` nats, whichever is larger, one
-    last chunk anneals the step geometrically to 1 % and training stops: "converged"; ``tol=0``
-    waits for the noise floor), ``num_eval`` (draws for the final ELBO and PSIS k̂),
+    "laplace"; "default"), ``chunk``/``min_steps``/``tol`` (after ``min_steps``, once a chunk's
+    mean loss improves on the previous chunk's by less than its standard error or ``tol`` nats,
+    whichever is larger, one last chunk anneals the step geometrically to 1 % and training
+    stops: "converged"; ``tol=0`` waits for the noise floor; ``min_steps`` defaults to 1500,
+    and to ``num_steps`` where a plate subsamples, as minibatch noise hides a plateau),
+    ``num_eval`` (draws for the final ELBO and PSIS k̂),
     ``estimator`` ("elbo": NumPyro's ``Trace_ELBO``; "stl": the sticking-the-landing gradient,
     :class:`StickingTheLandingELBO`). A chunk with a non-finite loss or a loss spike is rolled
     back to the last accepted state and retried at half the learning rate (``rollbacks``);
@@ -452,6 +429,7 @@ def fit_vi(
     if not tol >= 0.0:
         raise ValueError(f"argument 'tol' must be >= 0 (nats per chunk), got {tol!r}.")
     t0 = time.perf_counter()
+    args, kwargs = _as_jax_data(args, kwargs)
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     k_init, _, k_eval = split_keys(key, 3)
     gate_lr = 10.0 * learning_rate if gate_learning_rate is None else gate_learning_rate
@@ -473,14 +451,28 @@ def fit_vi(
         _anneal(),
     )
     elbo_cls = StickingTheLandingELBO if estimator == "stl" else Trace_ELBO
-    svi = SVI(model, guide, optax_to_numpyro(tx), elbo_cls(num_particles=num_particles))
-    if not isinstance(guide, AutoEMF):  # AutoEMF checks when it sets up its prototype
-        check_model_inputs(model, args, kwargs)
+    check_model_inputs(model, args, kwargs)
+    plates = subsampled_plates(model, args, kwargs)
+    if min_steps is None:
+        min_steps = num_steps if plates else DEFAULT_MIN_STEPS
+    svi = SVI(
+        minibatches_with_replacement(model, plates),
+        minibatches_with_replacement(guide, plates),
+        optax_to_numpyro(tx),
+        elbo_cls(num_particles=num_particles),
+    )
+    eval_model, eval_guide = full_data(model, plates), full_data(guide, plates)
+    batch = eval_batch(plates, EVAL_BATCH)
     state = _init_state(svi, guide, k_init, args, kwargs)
+    # the model's arrays enter the training program as arguments (as in ``SVI.run``), not as
+    # constants folded into it; other arguments are static
+    data, static = eqx.partition((args, kwargs), _is_data)
 
-    def chunk_of_steps(state):
+    def chunk_of_steps(state, data):
+        a, k = eqx.combine(data, static)
+
         def body(s, _):
-            s, loss = svi.stable_update(s, *args, **kwargs)
+            s, loss = svi.stable_update(s, *a, **k)
             return s, loss
 
         return jax.lax.scan(body, state, None, length=chunk)
@@ -488,15 +480,20 @@ def fit_vi(
     # Programs are traced and lowered on this thread (NumPyro's handler stack is global) and
     # compiled by XLA on worker threads while the Laplace fit runs here; nothing runs two
     # compiled programs at once (XLA:CPU's thread pool can deadlock on that).
-    lowered = jax.jit(chunk_of_steps, compiler_options=training_options()).trace(state).lower()
-    lowered_eval = _lower_evaluation(
-        model, guide, svi.get_params(state), k_eval, num_eval, args, kwargs
+    lowered = jax.jit(chunk_of_steps, compiler_options=training_options())
+    lowered = lowered.trace(state, data).lower()
+    lowered_eval = lower_evaluation(
+        eval_model, eval_guide, svi.get_params(state), k_eval, num_eval, args, kwargs, batch
     )
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         compiling = pool.submit(lowered.compile)
         compiling_eval = pool.submit(lowered_eval.compile)
         candidates = _initial_candidates(init, guide, svi, state)
-        run_chunk = compiling.result()
+        compiled = compiling.result()
+
+        def run_chunk(state):
+            return compiled(state, data)
+
         t_train = time.perf_counter()
         chosen, scores, first = _pilot(run_chunk, candidates)
         if progress:
@@ -515,8 +512,8 @@ def fit_vi(
         compiling_eval.result()
     params = svi.get_params(training.state)
     # the same compiled batch function later serves ``VIResult.samples`` and ``to_arviz``
-    logw = _all_log_weights(model, guide, params, k_eval, num_eval, args, kwargs)
-    elbo, elbo_se, khat = _elbo_and_khat(logw)
+    logw = all_log_weights(eval_model, eval_guide, params, k_eval, num_eval, args, kwargs, batch)
+    elbo, elbo_se, khat = elbo_and_khat(logw)
     if khat > KHAT_THRESHOLD:
         warnings.warn(
             f"fit_vi: PSIS k̂ = {khat:.2f} > {KHAT_THRESHOLD}: the variational approximation is "
@@ -541,6 +538,9 @@ def fit_vi(
         rollbacks=tuple(training.rollbacks),
         train_time=t_train,
         steps_run=training.steps + (len(candidates) - 1) * chunk + len(training.rollbacks) * chunk,
+        eval_model=eval_model,
+        eval_guide=eval_guide,
+        eval_batch=batch,
     )
 
 
@@ -596,17 +596,6 @@ def _replaying(run_chunk, first):
 
 def _format_scores(scores: dict) -> str:
     return ", ".join(f"{k}: ELBO {v:.2f}" for k, v in scores.items())
-
-
-def _elbo_and_khat(logw: np.ndarray) -> tuple[float, float, float]:
-    """ELBO ± standard error over the finite log weights, and PSIS k̂ (ArviZ ``psislw``)."""
-    finite = np.isfinite(logw)
-    elbo = float(np.mean(logw[finite])) if finite.any() else float("nan")
-    elbo_se = float(np.std(logw[finite]) / np.sqrt(max(finite.sum(), 1)))
-    khat = float(az.psislw(logw[finite].copy())[1]) if finite.sum() > 10 else float("nan")
-    if np.any(np.isnan(logw) | (logw == np.inf)):
-        khat = float("inf")  # some weights are undefined or infinite
-    return elbo, elbo_se, khat
 
 
 __all__ = ["VIResult", "fit_vi", "laplace_approximation"]

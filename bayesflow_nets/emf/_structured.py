@@ -54,16 +54,24 @@ def _latent_sites(model, args, kwargs, only=None, unsupported="raise") -> tuple[
         tr = handlers.trace(seeded).get_trace(*args, **kwargs)
     sites = []
     offset = 0
+    subsampled = {}
     for name, site in tr.items():
         if site["type"] == "plate":
             size, sub = site["args"][0], site["args"][1]
             if sub is not None and sub != size:
-                raise NotImplementedError(
-                    f"plate {name!r} subsamples ({sub} of {size}); structured layers need the "
-                    "full latent vector (subsample_size=None)."
-                )
+                subsampled[name] = (sub, size)
         if site["type"] != "sample" or site["is_observed"]:
             continue
+        for frame in site["cond_indep_stack"]:
+            if frame.name in subsampled:
+                sub, size = subsampled[frame.name]
+                raise NotImplementedError(
+                    f"latent site {name!r} lies in plate {frame.name!r}, which subsamples "
+                    f"({sub} of {size}); structured layers need every latent value at once: "
+                    "subsample only plates that hold observed sites, or set "
+                    "subsample_size=None (a guide that subsamples local latents, such as NumPyro's AutoNormal, "
+                    "can fit them)."
+                )
         if site["infer"].get("is_auxiliary", False):
             continue
         if only is not None and name not in only:
