@@ -9,11 +9,7 @@ from ._autoguide import (
     resolve_backbone as resolve_backbone,
 )
 from ._density import EmbeddedProgram as EmbeddedProgram, EMFDensity as EMFDensity
-from ._fit import (
-    VIResult as VIResult,
-    fit_vi as fit_vi,
-    laplace_approximation as laplace_approximation,
-)
+from ._fit import VIResult as VIResult, fit_vi as fit_vi
 from ._site_transforms import (
     SITE_TRANSFORM_RULES as SITE_TRANSFORM_RULES,
     UNSUPPORTED_DISTRIBUTIONS as UNSUPPORTED_DISTRIBUTIONS,
@@ -22,6 +18,7 @@ from ._site_transforms import (
     site_map as site_map,
 )
 from ._solve import monotone_inverse as monotone_inverse
+from ._start import laplace_approximation as laplace_approximation
 from ._stl import StickingTheLandingELBO as StickingTheLandingELBO
 from ._structured import (
     AbstractStructuredLayer as AbstractStructuredLayer,

@@ -232,3 +232,15 @@ def _same_support(site, other) -> bool:
         np.shape(x) == np.shape(y) and bool(np.all(np.asarray(x) == np.asarray(y)))
         for x, y in zip(a, b, strict=True)
     )
+
+
+def is_data(v) -> bool:
+    """A numeric array argument of the model (JAX, or NumPy of a numeric dtype)."""
+    return isinstance(v, jax.Array) or (isinstance(v, np.ndarray) and v.dtype.kind in "biufc")
+
+
+def as_jax_data(args, kwargs):
+    """Numeric NumPy arrays among the model's arguments as JAX arrays, so that the guide's own
+    traces of the model (its structured layer, the Laplace fit) can index them with traced
+    indices (e.g. a plate's), as ``SVI.run``'s traced arguments can be."""
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(v) if is_data(v) else v, (args, kwargs))

@@ -22,17 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import scipy.optimize
 from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoGuide
-from numpyro.infer.svi import SVIState
-from numpyro.infer.util import potential_energy
 from numpyro.optim import optax_to_numpyro
 
 from .._compile import run_once_jit, split_keys, training_options
-from ._autoguide import DENSE_MAX_DIM, AutoEMF
-from ._checks import check_learning_rate, check_model_inputs
+from ._checks import as_jax_data, check_learning_rate, check_model_inputs, is_data
 from ._evaluation import (
     EVAL_BATCH,
     all_log_weights,
@@ -40,6 +36,7 @@ from ._evaluation import (
     elbo_and_khat,
     lower_evaluation,
 )
+from ._start import format_scores, initial_candidates, pilot, replaying
 from ._stl import StickingTheLandingELBO
 from ._subsample import eval_batch, full_data, minibatches_with_replacement, subsampled_plates
 
@@ -211,62 +208,6 @@ class VIResult:
         )
 
 
-def laplace_approximation(guide: AutoEMF, maxiter: int = 5000):
-    """MAP and inverse-Hessian covariance of the posterior in the guide's unconstrained packing
-    order (L-BFGS from the guide's initial point; eigenvalues floored for a positive definite
-    covariance). Where a plate subsamples, the potential is that of one fixed minibatch (seed
-    0) scaled to the full data: a start of the posterior's scale, near its mode."""
-    data, static = eqx.partition((guide._model_args, guide._model_kwargs), _is_data)
-    model = handlers.seed(guide.model, 0)
-
-    def pot(flat, data):
-        a, k = eqx.combine(data, static)
-        return potential_energy(model, a, k, guide._unpack_latent(flat))
-
-    vg = run_once_jit(jax.value_and_grad(pot))
-    x0 = np.asarray(guide._init_latent, dtype=np.float64)
-
-    def fun(x):
-        v, g = vg(jnp.asarray(x, dtype=guide._init_latent.dtype), data)
-        return float(v), np.asarray(g, dtype=np.float64)
-
-    res = scipy.optimize.minimize(
-        fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
-    )
-    loc = np.asarray(res.x, dtype=guide._init_latent.dtype)
-    loc, cov, ok = _laplace_covariance(pot, loc, data)
-    # an unconverged L-BFGS point is still a far better start than the default: keep it if finite
-    return loc, cov, bool(ok)
-
-
-def _laplace_covariance(pot, loc, data):
-    """Inverse Hessian of ``pot(·, data)`` at ``loc`` (eigenvalues floored) and a finiteness
-    flag, as one program compiled for a single run."""
-
-    def cov_at(loc, data):
-        try:
-            hess = jax.hessian(pot)(loc, data)
-        except TypeError:  # a custom_vjp inside the model (e.g. odeint): reverse over reverse
-            hess = jax.jacrev(jax.grad(pot))(loc, data)
-        w, v = jnp.linalg.eigh(0.5 * (hess + hess.T))
-        w = jnp.clip(w, 1e-6 * jnp.max(jnp.abs(w)) + 1e-12)
-        cov = (v / w) @ v.T
-        return loc, cov, jnp.all(jnp.isfinite(loc)) & jnp.all(jnp.isfinite(cov))
-
-    return run_once_jit(cov_at)(loc, data)
-
-
-def _is_data(v) -> bool:
-    return isinstance(v, jax.Array) or (isinstance(v, np.ndarray) and v.dtype.kind in "biufc")
-
-
-def _as_jax_data(args, kwargs):
-    """Numeric NumPy arrays among the model's arguments as JAX arrays, so that the guide's own
-    traces of the model (its structured layer, the Laplace fit) can index them with traced
-    indices (e.g. a plate's), as ``SVI.run``'s traced arguments can be."""
-    return jax.tree_util.tree_map(lambda v: jnp.asarray(v) if _is_data(v) else v, (args, kwargs))
-
-
 def _init_state(svi: SVI, guide, rng_key, args, kwargs):
     """``svi.init`` as one program compiled for a single run (op by op it compiles dozens of
     small programs). An AutoGuide's prototype is set up first, outside the trace, with the guide
@@ -429,7 +370,7 @@ def fit_vi(
     if not tol >= 0.0:
         raise ValueError(f"argument 'tol' must be >= 0 (nats per chunk), got {tol!r}.")
     t0 = time.perf_counter()
-    args, kwargs = _as_jax_data(args, kwargs)
+    args, kwargs = as_jax_data(args, kwargs)
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     k_init, _, k_eval = split_keys(key, 3)
     gate_lr = 10.0 * learning_rate if gate_learning_rate is None else gate_learning_rate
@@ -466,7 +407,7 @@ def fit_vi(
     state = _init_state(svi, guide, k_init, args, kwargs)
     # the model's arrays enter the training program as arguments (as in ``SVI.run``), not as
     # constants folded into it; other arguments are static
-    data, static = eqx.partition((args, kwargs), _is_data)
+    data, static = eqx.partition((args, kwargs), is_data)
 
     def chunk_of_steps(state, data):
         a, k = eqx.combine(data, static)
@@ -488,18 +429,18 @@ def fit_vi(
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         compiling = pool.submit(lowered.compile)
         compiling_eval = pool.submit(lowered_eval.compile)
-        candidates = _initial_candidates(init, guide, svi, state)
+        candidates = initial_candidates(init, guide, svi, state)
         compiled = compiling.result()
 
         def run_chunk(state):
             return compiled(state, data)
 
         t_train = time.perf_counter()
-        chosen, scores, first = _pilot(run_chunk, candidates)
+        chosen, scores, first = pilot(run_chunk, candidates)
         if progress:
-            print(f"fit_vi: start {chosen!r}" + (f" of {_format_scores(scores)}" if scores else ""))
+            print(f"fit_vi: start {chosen!r}" + (f" of {format_scores(scores)}" if scores else ""))
         training = _train_chunks(
-            _replaying(run_chunk, first),
+            replaying(run_chunk, first),
             candidates[chosen],
             num_steps,
             chunk,
@@ -544,58 +485,4 @@ def fit_vi(
     )
 
 
-LAPLACE_MAX_DIM = DENSE_MAX_DIM
-
-
-def _initial_candidates(init: str, guide, svi: SVI, state) -> dict:
-    """Starting states by name: the guide's own start ("default"), and for :class:`AutoEMF`
-    with ``init`` "auto" or "laplace" and at most :data:`LAPLACE_MAX_DIM` latent dimensions the
-    Laplace-whitened start where the Laplace approximation is finite ("laplace")."""
-    candidates = {"default": state}
-    if init == "default" or not isinstance(guide, AutoEMF):
-        return candidates
-    if guide.latent_dim > LAPLACE_MAX_DIM or guide.placement != "top":
-        return candidates
-    loc, cov, ok = laplace_approximation(guide)
-    if not ok:
-        return candidates
-    params = guide.laplace_init_params(svi.get_params(state), loc, cov)
-    # AutoEMF's params carry no constraint: a fresh optimiser state at the new values is what
-    # ``svi.init(..., init_params=params)`` returns, without re-tracing guide/model
-    optim_state = run_once_jit(svi.optim.init)(params)
-    laplace = SVIState(optim_state, state.mutable_state, state.rng_key)
-    return {"laplace": laplace} if init == "laplace" else {**candidates, "laplace": laplace}
-
-
-def _pilot(run_chunk, candidates: dict) -> tuple[str, dict, Any]:
-    """One training chunk from each starting state when there are several: the one whose chunk
-    ends at the lowest loss (median of its last quarter; a non-finite loss rules a start out)
-    is kept, with that chunk's result as training's first chunk. Returns the name, the pilot
-    ELBO estimates by name, and the kept chunk's result (None without a pilot)."""
-    if len(candidates) == 1:
-        return next(iter(candidates)), {}, None
-    results, scores = {}, {}
-    for name, state in candidates.items():
-        results[name] = run_chunk(state)
-        losses = np.asarray(results[name][1])
-        tail = losses[-max(len(losses) // 4, 1) :]
-        scores[name] = -float(np.median(tail)) if np.all(np.isfinite(losses)) else -np.inf
-    chosen = max(scores, key=scores.get)
-    return chosen, scores, results[chosen]
-
-
-def _replaying(run_chunk, first):
-    """``run_chunk`` that returns ``first`` (a pilot chunk's result) on its first call."""
-    pending = [] if first is None else [first]
-
-    def run(state):
-        return pending.pop() if pending else run_chunk(state)
-
-    return run
-
-
-def _format_scores(scores: dict) -> str:
-    return ", ".join(f"{k}: ELBO {v:.2f}" for k, v in scores.items())
-
-
-__all__ = ["VIResult", "fit_vi", "laplace_approximation"]
+__all__ = ["VIResult", "fit_vi"]

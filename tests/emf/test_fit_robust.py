@@ -13,13 +13,8 @@ from numpyro.infer.svi import SVIState
 
 from bayesflow_nets.emf import AutoEMF, fit_vi, resolve_backbone
 from bayesflow_nets.emf._autoguide import DENSE_MAX_DIM, MAF_MAX_DIM
-from bayesflow_nets.emf._fit import (
-    MAX_ROLLBACKS,
-    _anneal,
-    _chunk_problem,
-    _pilot,
-    _train_chunks,
-)
+from bayesflow_nets.emf._fit import MAX_ROLLBACKS, _anneal, _chunk_problem, _train_chunks
+from bayesflow_nets.emf._start import pilot
 
 
 def test_chunk_problem_flags_nonfinite_and_spikes():
@@ -90,15 +85,15 @@ def test_pilot_keeps_the_start_that_ends_lower():
     a = np.linspace(50.0, 5.0, 100)
     b = np.linspace(5.0, 12.0, 100)
     runs = {"default": (1, a), "laplace": (2, b)}
-    chosen, scores, first = _pilot(lambda s: runs[s], {"default": "default", "laplace": "laplace"})
+    chosen, scores, first = pilot(lambda s: runs[s], {"default": "default", "laplace": "laplace"})
     assert chosen == "default" and first[0] == 1
     assert scores["default"] > scores["laplace"]
     nan = b - 10.0
     nan[3] = np.nan
     runs["laplace"] = (2, nan)
-    chosen, scores, _ = _pilot(lambda s: runs[s], {"default": "default", "laplace": "laplace"})
+    chosen, scores, _ = pilot(lambda s: runs[s], {"default": "default", "laplace": "laplace"})
     assert chosen == "default" and scores["laplace"] == -np.inf
-    assert _pilot(lambda s: runs[s], {"default": "default"}) == ("default", {}, None)
+    assert pilot(lambda s: runs[s], {"default": "default"}) == ("default", {}, None)
 
 
 def test_resolve_backbone_by_dimension():
