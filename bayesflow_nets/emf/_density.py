@@ -20,12 +20,16 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
-from numpyro.infer.initialization import init_to_uniform
 
 from .._custom_types import Shape
 from ..bijectors import AbstractBijector, AbstractDistribution
 from ._autoguide import make_backbone
-from ._structured import AbstractStructuredLayer, GatedStructuredLayer, StructuredLayer
+from ._structured import (
+    AbstractStructuredLayer,
+    GatedStructuredLayer,
+    StructuredLayer,
+    prototype_trace,
+)
 
 DENSITY_BACKBONES = ("maf", "rqs", "iaf", "normal", "mvn")
 _PARAMS = "__emf_params__"
@@ -56,9 +60,7 @@ class EmbeddedProgram:
 
 
 def _trace(model, args, kwargs):
-    with handlers.block():
-        seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
-        return handlers.trace(seeded).get_trace(*args, **kwargs)
+    return prototype_trace(model, args, kwargs)
 
 
 def _initial_params(tr) -> dict[str, Array]:
@@ -217,7 +219,8 @@ class EMFDensity(AbstractDistribution):
     def element_names(self) -> tuple[str, ...]:
         """A label per data-vector entry: the site name, with ``[i]`` for non-scalar sites."""
         return tuple(
-            s.name if s.shape == () else f"{s.name}[{i}]" for s in self.layer.sites
+            s.name if s.shape == () else f"{s.name}[{i}]"
+            for s in self.layer.sites
             for i in range(s.size)
         )
 

@@ -12,7 +12,8 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 from .._compile import run_once_jit
-from ._subsample import prototype_trace, quiet_full_plates
+from ._structured import prototype_trace
+from ._subsample import quiet_full_plates
 
 EVAL_BATCH = 1000
 

@@ -47,11 +47,16 @@ def _check_unsupported(unsupported: str) -> str:
     return unsupported
 
 
-def _latent_sites(model, args, kwargs, only=None, unsupported="raise") -> tuple[SiteInfo, ...]:
+def prototype_trace(model, args, kwargs):
+    """One trace of ``model``, seeded, blocked, latent values from ``init_to_uniform`` (which
+    also gives improper flat-prior sites a value; they cannot sample)."""
+    seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
     with handlers.block():
-        # init_to_uniform provides values for improper (flat-prior) sites, which cannot sample
-        seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
-        tr = handlers.trace(seeded).get_trace(*args, **kwargs)
+        return handlers.trace(seeded).get_trace(*args, **kwargs)
+
+
+def _latent_sites(model, args, kwargs, only=None, unsupported="raise") -> tuple[SiteInfo, ...]:
+    tr = prototype_trace(model, args, kwargs)
     sites = []
     offset = 0
     subsampled = {}

@@ -18,17 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 from numpyro import handlers
-from numpyro.infer.initialization import init_to_uniform
+
+from ._structured import prototype_trace
 
 # draws per full-data evaluation batch × full size of the subsampled plates, at most
 EVAL_ELEMENTS = 10**7
-
-
-def prototype_trace(model, args, kwargs):
-    """One trace of ``model`` (seeded, latent values from ``init_to_uniform``), blocked."""
-    model = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
-    with handlers.block():
-        return handlers.trace(model).get_trace(*args, **kwargs)
 
 
 def subsampled_plates(model, args, kwargs) -> dict[str, tuple[int, int]]:
