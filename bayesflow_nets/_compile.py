@@ -55,15 +55,15 @@ def _at_top_level() -> bool:
     return bool(clean()) if clean is not None else False
 
 
-def run_once_jit(fn):
-    """``eqx.filter_jit(fn)``, compiled with :func:`run_once_options` when called outside any
-    trace."""
+def top_level_jit(fn, options=run_once_options):
+    """``eqx.filter_jit(fn)``, compiled with the XLA options ``options()`` when called outside
+    any trace (inside one it is an ordinary nested jit)."""
     nested = eqx.filter_jit(fn)
     top = []  # built on first top-level call: the option probe must not run at import
 
     def top_level():
         if not top:
-            top.append(eqx.filter_jit(fn, compiler_options=run_once_options()))
+            top.append(eqx.filter_jit(fn, compiler_options=options()))
         return top[0]
 
     @functools.wraps(fn)
@@ -76,6 +76,11 @@ def run_once_jit(fn):
     # (on any thread) fills JAX's caches, so a later ``call`` with the same types reuses it
     call.lower = lambda *args, **kwargs: top_level().lower(*args, **kwargs)
     return call
+
+
+def run_once_jit(fn):
+    """:func:`top_level_jit` with :func:`run_once_options`: for programs that run once."""
+    return top_level_jit(fn, run_once_options)
 
 
 @run_once_jit
@@ -104,6 +109,7 @@ __all__ = [
     "run_once_jit",
     "run_once_options",
     "split_keys",
+    "top_level_jit",
     "training_options",
     "with_callers_x64",
 ]

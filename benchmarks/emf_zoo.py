@@ -130,10 +130,10 @@ def _vi(method, model, args, kwargs, key, t0, budget):
     """Fit one VI method; returns draws of the latent sites, log weights and status."""
     import jax
     import numpyro
-    from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide as ag
+    from numpyro.infer import SVI, Trace_ELBO, autoguide as ag
 
     from bayesflow_nets.emf import AutoEMF, fit_vi
-    from bayesflow_nets.emf._evaluation import log_weights as _log_weights
+    from bayesflow_nets.emf._evaluation import draws_and_log_weights, log_weights as _log_weights
 
     if method == "AutoEMF":
         res = fit_vi(model, AutoEMF(model), *args, rng_key=key, progress=False, **kwargs)
@@ -157,9 +157,21 @@ def _vi(method, model, args, kwargs, key, t0, budget):
     }[method](model)
     svi = SVI(model, guide, numpyro.optim.Adam(5e-3), Trace_ELBO(num_particles=8))
     params, steps, status, setup_s = _svi_chunks(svi, key, args, kwargs, t0, budget)
-    sites = _latent_sites(model, args, kwargs)
-    pred = Predictive(model, guide=guide, params=params, num_samples=NUM_DRAWS, return_sites=sites)
-    draws = jax.block_until_ready(pred(jax.random.fold_in(key, 1), *args, **kwargs))
+    # draws as AutoEMF's are made (one vmapped program of the guide and model); NumPyro's
+    # Predictive would copy every parameter per draw, which runs IAF/BNAF guides out of memory
+    sites = tuple(_latent_sites(model, args, kwargs))
+    draws, _, _ = draws_and_log_weights(
+        model,
+        guide,
+        params,
+        jax.random.fold_in(key, 1),
+        NUM_DRAWS,
+        args,
+        kwargs,
+        sites=sites,
+        weights=False,
+    )
+    draws = jax.block_until_ready(draws)
     logw = _log_weights(model, guide, params, jax.random.fold_in(key, 2), 1000, args, kwargs)
     extra = {"status": status, "steps": steps, "budget_s": budget, "setup_s": setup_s}
     return draws, logw, extra

@@ -392,14 +392,15 @@ def _pull_back_gaussian(layer, loc, cov):
     """ε-space mean and Cholesky factor of N(loc, cov) pulled back through ``layer`` (linearised
     at its preimage of ``loc``); diagonal fallback where the covariance is not positive definite.
     Traced inside :func:`_laplace_whitening`: op by op a structured layer costs seconds."""
-    # the inverse needs only CDFs (no root search for numerically inverted sites), and its
-    # Jacobian at loc is the inverse of the forward Jacobian at eps_loc
     eps_loc = layer.inverse(loc)
+    # the inverse's Jacobian at loc is the inverse of the forward Jacobian at eps_loc: the
+    # forward is a far smaller program than the inverse's derivative (root searches)
     try:
-        jinv = jax.jacfwd(layer.inverse)(loc)
+        jac = jax.jacfwd(layer.transform)(eps_loc)
     except TypeError:  # a custom_vjp inside the model (e.g. odeint) has no forward mode
-        jinv = jax.jacrev(layer.inverse)(loc)
-    cov_eps = jinv @ cov @ jinv.T
+        jac = jax.jacrev(layer.transform)(eps_loc)
+    jinv_cov = jnp.linalg.solve(jac, cov)
+    cov_eps = jnp.linalg.solve(jac, jinv_cov.T)
     cov_eps = 0.5 * (cov_eps + cov_eps.T)
     chol = jnp.linalg.cholesky(cov_eps + 1e-12 * jnp.trace(cov_eps) * jnp.eye(cov_eps.shape[0]))
     diag = jnp.diag(jnp.sqrt(jnp.clip(jnp.diag(cov_eps), 1e-12)))

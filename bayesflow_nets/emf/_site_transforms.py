@@ -182,8 +182,18 @@ class MonotoneMap(SiteMap):
         return x, jnp.sum(ld)
 
     def gated_inverse(self, x, gate_logit):
-        eps = monotone_inverse(lambda e: self._gated_elem(e, gate_logit)[0], x)
-        _, ld = self._gated_elem(eps, gate_logit)
+        # Root search over u = f(ε), not ε: x = λu + (1 − λ) f⁻¹(u) is increasing in u and
+        # calls only ``inv`` (a CDF), where ``fwd`` may itself be a root search (numerically
+        # inverted CDFs, Dirichlet sticks). Where ``inv`` saturates (|ε| ≳ 8 in float64) a
+        # gate below ~1e-3 cannot reach such x; λ = 0 is exact (x = ε).
+        log_lam, log_1m = _gate_logs(gate_logit)
+        lam = jnp.exp(log_lam)
+        u = monotone_inverse(lambda v: lam * v + (1.0 - lam) * self.inv(v)[0], x)
+        eps, ld_inv = self.inv(u)
+        # log dx/dε = log(λ f'(ε) + 1 − λ), with log f'(ε) = −log ε'(u)
+        ld = jnp.logaddexp(log_lam - ld_inv, log_1m)
+        identity = log_lam == -jnp.inf
+        eps, ld = jnp.where(identity, x, eps), jnp.where(identity, 0.0, ld)
         return eps, -jnp.sum(ld)
 
 
