@@ -1,20 +1,16 @@
 """Compiler options shared by the library's jitted programs.
 
-Run-once programs (guide and flow initialisation, Gaussian pull-backs, Laplace Hessians, final
-evaluation batches, NumPyro's eager transform calls) compile at XLA's backend optimisation
-level 0 when they are called at top level: on CPU that compiles them 2-3× faster (1.0 s →
-0.38 s for a MAF backbone's initialiser), and their single run is short either way. Inside
-another trace they are ordinary nested jits (JAX takes compiler options on top-level programs
-only). ``fit_vi``'s training chunk compiles at level 1 (:func:`training_options`): on CPU that
-compiles it 0.3-0.5 s faster than the default level 2 and it runs as fast (eight schools:
-1.98 s → 1.45 s to compile, 0.18 s vs 0.16 s for 500 steps; diamonds: 3.0 s → 2.8 s,
-1.35 s vs 1.34 s).
+Run-once programs (guide and flow initialisation, Gaussian pull-backs, Laplace Hessians,
+NumPyro's eager transform calls) compile at XLA's backend optimisation level 0 when they are
+called at top level: on CPU that compiles them several times faster, and their single run is
+short either way. Inside another trace they are ordinary nested jits (JAX takes compiler options
+on top-level programs only). ``fit_vi``'s training chunk and its evaluation program compile at
+level 1 (:func:`training_options`): on CPU that compiles faster than the default level 2 and the
+programs run as fast.
 
 Both also turn off XLA:CPU's MLIR fusion emitters (``xla_cpu_use_fusion_emitters``) where the
 installed jaxlib knows the option, so fusions go through the older LLVM IR emitters, which
-compile these small, many-fusion programs faster: eight schools' training chunk 1.64-1.70 s →
-1.10-1.11 s at the same 500-step time (0.11-0.12 s), diamonds' 3.42 s → 2.89 s (0.88 → 0.97 s
-per 500 steps), a cold ``fit_vi`` + 4000 draws on eight schools 7.7-8.0 s → 6.4 s.
+compile these small, many-fusion programs faster at the same run time.
 """
 
 from __future__ import annotations

@@ -57,10 +57,9 @@ def _bin_selects(x, params, k, lo, hi, inverse):
     sums, chains of selects): no reductions, about 1.5× faster to run than :func:`_bin_masked`
     in a coupling flow, but XLA's gradient of the select chains is 4–6× slower.
 
-    Where the time goes (session 13, XLA:CPU profile of ``benchmarks/bijectors.py``'s RQS density
-    pass, 5 layers): the splines take ≈ 27 ms beside ≈ 27 ms of matmuls, because XLA fuses the
-    row maxima, knots and bin index into each of their consumers (each exponential re-reads all
-    8 rows; the picks and the permutation's gather recompute the knots and 7 comparisons);
+    On XLA:CPU the splines cost about as much as the conditioner's matmuls, because XLA fuses
+    the row maxima, knots and bin index into each of their consumers (each exponential re-reads
+    every row; the picks and the permutation's gather recompute the knots and comparisons);
     ``jax.lax.optimization_barrier`` does not stop it on this backend."""
     rows = [params[i] for i in range(3 * k - 1)]
 

@@ -186,8 +186,7 @@ def outer_basis(
 
     Compute it once per network (e.g. from ``ScoreMLP.jacobian_outer()``) and pass it to
     :func:`score_jacobian_spectrum` at many ``(x, t)``: each point then costs the ``r × r`` core
-    and the ``2r × 2r`` eigensolver only (d = 784, width 256: 7.8–10.2 ms instead of
-    13.2–13.5 ms per call in ``benchmarks/score_jacobian.py``, session 13).
+    and the ``2r × 2r`` eigensolver only (``benchmarks/score_jacobian.py`` times both).
     """
     _check_kind("outer_basis", kind)
     if u.ndim != 2 or v.ndim != 2 or v.shape != (u.shape[1], u.shape[0]):

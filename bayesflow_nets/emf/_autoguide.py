@@ -151,7 +151,7 @@ def _find_valid_initial_params(rng_key, model, *, prototype_params=None, **kwarg
 @contextlib.contextmanager
 def _run_once_initial_params():
     """NumPyro's ``find_valid_initial_params``, for the duration, compiled as one run-once
-    program (the same function, so the same values; arK's prototype 1.53-1.57 s → 1.29-1.31 s)."""
+    program (the same function, so the same values)."""
     original = numpyro_util.find_valid_initial_params
     numpyro_util.find_valid_initial_params = _find_valid_initial_params
     try:
@@ -163,9 +163,9 @@ def _run_once_initial_params():
 class _CompiledInitialisation(AutoGuide):
     """Sits between AutoContinuous and AutoGuide in the MRO: AutoGuide's prototype runs
     ``initialize_model`` with a batch of one key, which takes NumPyro's ``lax.map`` path (one
-    compiled program) instead of evaluating the model and its gradient op by op (eight schools:
-    1.9 s → 0.9 s, 90 → 22 compilations; arK 2.6 s → 1.0 s), and that program compiles with the
-    run-once options. Same key, same initial point, same packing order."""
+    compiled program, compiled with the run-once options) instead of evaluating the model and
+    its gradient op by op, which compiles dozens of small programs. Same key, same initial
+    point, same packing order."""
 
     def _setup_prototype(self, *args, **kwargs):
         batching = _BatchedKey()
