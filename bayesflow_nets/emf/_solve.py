@@ -53,7 +53,9 @@ def _bracket_and_bisect(fn, consts, y):
         lo = jnp.where(r < 0, x, lo)
         hi = jnp.where(r > 0, x, hi)
         newton = x - r / jnp.where(dfx > 0, dfx, 1.0)
-        inside = (dfx > 0) & (newton > lo) & (newton < hi)
+        # a Newton step that rounds to x itself (an element already converged while others
+        # iterate) stays put: bisecting it would undo its convergence
+        inside = (dfx > 0) & (newton >= lo) & (newton <= hi)
         new = jnp.where(r == 0, x, jnp.where(inside, newton, 0.5 * (lo + hi)))
         return i + 1, new, lo, hi, new - x
 
