@@ -209,6 +209,44 @@ def test_numerical_inverse_solves(x64):
     np.testing.assert_allclose(gammainc(1.5, jnp.exp(jax.jit(_inv_gamma)(1.5, y))), y, atol=1e-13)
 
 
+def test_numerical_inverse_batch_converges_like_its_slowest_element(x64, monkeypatch):
+    """Solved together, elements that converge early stay converged while the others iterate:
+    the batch takes as many Newton steps as its slowest element, not more."""
+    from jax.scipy.special import betainc
+
+    import bayesflow_nets.emf._solve as solve
+
+    counts = []
+    plain_while = jax.lax.while_loop
+
+    def counting_while(cond, body, init):
+        out, n = plain_while(
+            lambda c: cond(c[0]), lambda c: (body(c[0]), c[1] + 1), (init, jnp.asarray(0))
+        )
+        counts.append(n)
+        return out
+
+    monkeypatch.setattr(solve.jax.lax, "while_loop", counting_while)
+    a = jnp.tile(jnp.ones(5), 16)
+    b = jnp.tile(jnp.array([5.0, 4.0, 3.0, 2.0, 1.0]), 16)
+    y = jax.scipy.special.ndtr(jax.random.normal(jax.random.PRNGKey(0), (80,)))
+
+    def fn(s, a, b):
+        return betainc(a, b, jax.nn.sigmoid(s))
+
+    def newton_steps(yy, aa, bb):
+        counts.clear()
+        x = solve._bracket_and_bisect(fn, (aa, bb), yy)
+        return x, counts[-1]  # the Newton loop runs after the bracket expansion
+
+    x, batch = jax.jit(newton_steps)(y, a, b)
+    np.testing.assert_allclose(fn(x, a, b), y, atol=1e-13)
+    # one element at a time (``lax.map`` runs each element's loops on their own)
+    x1, alone = jax.jit(lambda *t: jax.lax.map(lambda e: newton_steps(*e), t))(y, a, b)
+    np.testing.assert_allclose(x1, x, atol=1e-12)
+    assert int(batch) <= int(alone.max()) + 1, (int(batch), np.asarray(alone))
+
+
 @pytest.mark.slow
 def test_float32_roundtrip():
     d = dist.Gamma(2.0, 1.0).expand([4])
