@@ -62,13 +62,9 @@ RESERVE = 0.05  # share of the time budget left for the draws
 
 
 def _latent_sites(model, args, kwargs) -> list[str]:
-    import numpyro
-    from numpyro.infer.initialization import init_to_uniform
+    from bayesflow_nets.emf._structured import prototype_trace
 
-    with numpyro.handlers.block():
-        seeded = numpyro.handlers.seed(model, 0)
-        seeded = numpyro.handlers.substitute(seeded, substitute_fn=init_to_uniform)
-        tr = numpyro.handlers.trace(seeded).get_trace(*args, **kwargs)
+    tr = prototype_trace(model, args, kwargs)
     return [k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]]
 
 

@@ -59,10 +59,6 @@ class EmbeddedProgram:
         return handlers.substitute(self.model, substitute_fn=substitute_fn)(*args, **kwargs)
 
 
-def _trace(model, args, kwargs):
-    return prototype_trace(model, args, kwargs)
-
-
 def _initial_params(tr) -> dict[str, Array]:
     out = {}
     for name, site in tr.items():
@@ -171,7 +167,7 @@ class EMFDensity(AbstractDistribution):
         model_kwargs = dict(model_kwargs or {})
         if _PARAMS in model_kwargs:
             raise ValueError(f"argument 'model_kwargs' may not use the reserved key {_PARAMS!r}.")
-        tr = _trace(model, model_args, model_kwargs)
+        tr = prototype_trace(model, model_args, model_kwargs)
         only = _data_sites(tr, site)
         program = EmbeddedProgram(model)
         if gated:
@@ -209,7 +205,7 @@ class EMFDensity(AbstractDistribution):
     def constrained_params(self) -> dict[str, Array]:
         """The current values of the embedded program's param sites (constrained space)."""
         layer = self.structured_layer()
-        tr = _trace(layer.model, layer.model_args, layer.model_kwargs)
+        tr = prototype_trace(layer.model, layer.model_args, layer.model_kwargs)
         return {n: s["value"] for n, s in tr.items() if s["type"] == "param"}
 
     def unpack(self, x: Array) -> dict[str, Array]:

@@ -4,6 +4,8 @@ k̂, and ``VIResult``'s draws (for models with subsampling plates, the full-data
 
 from __future__ import annotations
 
+import functools
+
 import arviz as az
 import jax
 import jax.numpy as jnp
@@ -21,6 +23,7 @@ EVAL_BATCH = 1000
 # compiled as the training chunk is (not at run-once level 0): it serves the final ELBO and
 # every later ``samples``/``to_arviz`` call, and loops in numerically inverted site maps run
 # several times slower at level 0
+@functools.partial(top_level_jit, options=training_options)
 def _draws_and_log_weights_batch(
     model, guide, params, key, index, batch, args, kwargs, sites, weights=True
 ):
@@ -37,9 +40,6 @@ def _draws_and_log_weights_batch(
         return (draws, lp, lq) if weights else (draws, jnp.zeros_like(lp), jnp.zeros_like(lq))
 
     return jax.vmap(one)(jax.random.split(jax.random.fold_in(key, index), batch))
-
-
-_draws_and_log_weights_batch = top_level_jit(_draws_and_log_weights_batch, training_options)
 
 
 def _latent_and_deterministic_sites(model, args, kwargs) -> tuple[str, ...]:
