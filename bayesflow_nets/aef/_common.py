@@ -16,6 +16,7 @@ from ..bijectors import (
     init_actnorm,
     logit_preprocessing,
 )
+from ..train import density_to_inference_data
 from ._data import check_unit_interval
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -186,10 +187,6 @@ def check_heldout(model, x) -> Array:
 
 def density_arviz(model, x: Array, samples: Array, log_lik: Array, estimator: str):
     """``bayesflow_nets.infer.density_to_inference_data`` for an image density model."""
-    # the workflow layer's converter, imported at call time (aef never imports infer at import
-    # time; the converter itself imports only NumPy/NumPyro/ArviZ)
-    from ..infer._arviz import density_to_inference_data
-
     return density_to_inference_data(
         samples,
         log_lik,

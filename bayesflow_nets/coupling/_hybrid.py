@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from ..train import to_inference_data
 from ._measurement import MeasurementPosterior, train_measurement_posterior
 from ._model import CouplingModel, check_data
 from ._rdcm import RDCMResult
@@ -72,10 +73,6 @@ class CouplingPosterior(NamedTuple):
         splits the draws into chains (they are i.i.d. mixture draws, so this only groups them).
         ``attrs``: ``method``, ``num_components`` (hybrid: stage-2 components kept).
         """
-        # the workflow layer's converter, imported at call time (coupling never imports infer
-        # at import time)
-        from ..infer._arviz import to_inference_data
-
         n_draws = self.A.shape[0]
         if not isinstance(num_chains, int) or num_chains < 1 or n_draws % num_chains:
             raise ValueError(

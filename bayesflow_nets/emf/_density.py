@@ -23,6 +23,7 @@ from numpyro.distributions.transforms import biject_to
 
 from .._custom_types import Shape
 from ..bijectors import AbstractBijector, AbstractDistribution
+from ..train import density_to_inference_data
 from ._autoguide import make_backbone
 from ._structured import (
     AbstractStructuredLayer,
@@ -237,10 +238,6 @@ class EMFDensity(AbstractDistribution):
         axis is ``element`` with coords from :meth:`element_names`
         (see ``bayesflow_nets.infer.density_to_inference_data``).
         """
-        # the workflow layer's converter, imported at call time (emf never imports infer at
-        # import time)
-        from ..infer._arviz import density_to_inference_data
-
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"argument 'n' must be an int >= 1, got {n!r}.")
         x = jnp.asarray(x)

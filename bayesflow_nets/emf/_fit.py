@@ -28,6 +28,7 @@ from numpyro.infer.autoguide import AutoGuide
 from numpyro.optim import optax_to_numpyro
 
 from .._compile import run_once_jit, split_keys, training_options
+from ..train import to_inference_data
 from ._checks import as_jax_data, check_learning_rate, check_model_inputs, is_data
 from ._evaluation import (
     EVAL_BATCH,
@@ -165,10 +166,6 @@ class VIResult:
         the attributes hold ``elbo``, ``elbo_se``, ``khat`` (PSIS k̂ of the fit) and ``status``.
         Draws are i.i.d., so splitting them into chains only groups them (like VI restarts).
         """
-        # the workflow layer's converter, imported at call time (emf never imports infer at
-        # import time; the converter itself imports only NumPy/NumPyro/ArviZ)
-        from ..infer._arviz import to_inference_data
-
         if n < 1 or num_chains < 1:
             raise ValueError(f"arguments 'n' and 'num_chains' must be >= 1, got {n}, {num_chains}.")
         key = jax.random.PRNGKey(0) if key is None else key

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from ..train import to_inference_data
 from ._gp import ImproperGP, _check_y
 
 __all__ = ["REMLFitResult", "fit_reml"]
@@ -60,10 +61,6 @@ class REMLFitResult(NamedTuple):
         the hyperparameters with NUTS (``docs/workflow.md``).
         """
         import arviz as az
-
-        # the workflow layer's converter, imported at call time (gp never imports infer at
-        # import time)
-        from ..infer._arviz import to_inference_data
 
         if self.y is None:
             raise ValueError(

@@ -1,7 +1,7 @@
 """Workflow: fit loops, checkpoints, ArviZ conversion, BlackJAX NUTS and NeuTra (imports methods
 and primitives; never the reverse)."""
 
-from ._arviz import (
+from ..train import (
     density_to_inference_data as density_to_inference_data,
     model_dims as model_dims,
     to_inference_data as to_inference_data,

@@ -22,7 +22,7 @@ from numpyro import handlers
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.util import initialize_model
 
-from ._arviz import to_inference_data
+from ..train import to_inference_data
 from ._nuts import _check_counts, _nuts_attrs, _raw_keys, _sample, _stats_for_arviz
 
 __all__ = ["neutra", "warped_potential"]

@@ -21,7 +21,7 @@ from blackjax.adaptation.base import get_filter_adapt_info_fn
 from jaxtyping import PRNGKeyArray
 from numpyro.infer.util import initialize_model
 
-from ._arviz import to_inference_data
+from ..train import to_inference_data
 
 __all__ = ["nuts"]
 

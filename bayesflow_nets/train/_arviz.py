@@ -5,7 +5,7 @@ here. Dims come from the model's plates: the model is traced once with NumPyro's
 (values substituted from the first draw, so data-dependent shapes agree), each site's
 ``cond_indep_stack`` gives the plate name of each batch axis; other axes are named
 ``{site}_dim_{i}`` as ArviZ does. Coords are integer ranges unless the caller supplies ``coords``.
-Imports only NumPy, NumPyro and ArviZ, so the methods layer can call it lazily.
+Imports only NumPy, JAX, NumPyro, xarray and ArviZ, so every layer above can use it.
 
 ``density_to_inference_data`` is the counterpart for fitted density models (EMF density, AEF,
 VAE), which are point estimates: draws from the density go to ``posterior_predictive`` and the
@@ -229,8 +229,8 @@ def density_to_inference_data(
             f"argument 'log_likelihood' has {int(np.sum(~np.isfinite(ll)))} non-finite value(s): "
             "a held-out point lies outside the model's support or the model is broken."
         )
-    ev_dims = [f"{name}_dim_{i}" for i in range(len(event))] if event_dims is None else list(
-        event_dims
+    ev_dims = (
+        [f"{name}_dim_{i}" for i in range(len(event))] if event_dims is None else list(event_dims)
     )
     if len(ev_dims) != len(event):
         raise ValueError(
