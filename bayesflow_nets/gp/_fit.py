@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import NamedTuple
 
 import equinox as eqx
@@ -20,7 +21,9 @@ __all__ = ["REMLFitResult", "fit_reml"]
 
 
 class REMLFitResult(NamedTuple):
-    """``gp`` with the best finite hyperparameters, the loss trace (−REML/n) and a status.
+    """``gp`` with the best finite hyperparameters, the loss trace (−REML/n) and a status:
+    "converged", "max_steps" (not converged), "runaway" (not converged, and a log
+    hyperparameter still drifting one way: see :func:`fit_reml`) or "nonfinite".
 
     ``y``, ``method`` and ``fit_noise`` record the fit's data and options (for
     :meth:`to_arviz`).
@@ -149,6 +152,54 @@ def _laplace_draws(params, static, y, method, eps):
     return positive_definite, jax.vmap(reml)(thetas), log_q, jax.vmap(constrained)(thetas)
 
 
+RUNAWAY_FACTOR = 2.0
+
+
+def _log_values(params) -> np.ndarray:
+    """The log hyperparameters of ``params`` as one flat vector (NaN for non-log leaves)."""
+    parts = [
+        np.ravel(np.asarray(leaf, dtype=float)) if log else np.full(np.size(leaf), np.nan)
+        for _, log, leaf in _named_leaves(params)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+FLAT_NATS = 1e-3
+
+
+def _flat_directions(params, static, y, method, names: list[str]) -> list[str]:
+    """Log hyperparameters along which the log marginal likelihood changes by less than
+    :data:`FLAT_NATS` nats on one side of ``params`` (a step of ±1 in the log): a flat
+    asymptote the fit ran onto, not a maximum."""
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    logs = _log_values(params)
+    loss = eqx.filter_jit(_loss)
+    base = float(loss(params, static, y, method)) * y.shape[0]
+    out = set()
+    for i in np.flatnonzero(np.isfinite(logs)):
+        for step in (1.0, -1.0):
+            moved = float(loss(unravel(flat.at[i].add(step)), static, y, method)) * y.shape[0]
+            if np.isfinite(moved) and abs(moved - base) < FLAT_NATS:
+                out.add(names[i])
+    return sorted(out)
+
+
+def _tail(num: int) -> int:
+    return max(num // 4, 5)
+
+
+def _runaway(trail: np.ndarray, names: list[str]) -> list[str]:
+    """Names of log hyperparameters that, over the last quarter of the trail (at least five
+    iterates), moved monotonically by more than ``log(RUNAWAY_FACTOR)``."""
+    if len(trail) < 6:
+        return []
+    tail = trail[-_tail(len(trail)) :]
+    steps = np.diff(tail, axis=0)
+    one_way = np.all(steps >= 0, axis=0) | np.all(steps <= 0, axis=0)
+    moved = np.abs(tail[-1] - tail[0]) > np.log(RUNAWAY_FACTOR)
+    return sorted({names[i] for i in np.flatnonzero(one_way & moved)})
+
+
 def _loss(params, static, y, method):
     model = eqx.combine(params, static)
     return -model._log_marginal_likelihood(y, method)[0] / y.shape[0]
@@ -185,8 +236,11 @@ def fit_reml(
 
     The loss is ``−log_marginal_likelihood(y) / n``. The default optimiser is ``optax.lbfgs()``
     (with its zoom line search); any optax transformation works (e.g. ``optax.adam(0.05)``).
-    Stops early when the gradient norm drops below ``gtol`` or the loss becomes non-finite
-    (keeping the last finite parameters; ``status`` says which).
+    Stops early when the gradient norm drops below ``gtol`` ("converged") or the loss becomes
+    non-finite ("nonfinite", keeping the last finite parameters). Otherwise the status is
+    "runaway" where a log hyperparameter moved one way by more than a factor
+    :data:`RUNAWAY_FACTOR` over the last quarter of the steps (e.g. a lengthscale growing
+    without bound), else "max_steps"; every status but "converged" also warns.
     """
     if not isinstance(gp, ImproperGP):
         raise TypeError(f"fit_reml: gp must be an ImproperGP, got {type(gp).__name__}.")
@@ -206,11 +260,13 @@ def fit_reml(
     best = params
     status = "max_steps"
     stopped_at = steps
+    trail = [_log_values(params)]
+    gnorm = np.inf
     for i in range(steps):
         new_params, new_state, value, gnorm = _step(params, state, static, y, method, opt)
         value = float(value)
         if not jnp.isfinite(value):
-            status, stopped_at = "non_finite_loss", i
+            status, stopped_at = "nonfinite", i
             break
         losses.append(value)
         best = params
@@ -218,12 +274,49 @@ def fit_reml(
             status, stopped_at = "converged", i
             break
         params, state = new_params, new_state
+        trail.append(_log_values(params))
     else:
         # The final update has not been evaluated; keep it only if its loss is finite.
         final = float(eqx.filter_jit(_loss)(params, static, y, method))
         if jnp.isfinite(final):
             best = params
             losses.append(final)
+        else:
+            trail.pop()
+    if status == "nonfinite":
+        warnings.warn(
+            f"fit_reml: the loss is non-finite at step {stopped_at}; the result keeps the last "
+            "finite hyperparameters (status 'nonfinite'). Start from other hyperparameters or "
+            "enable float64 (jax.config.update('jax_enable_x64', True)).",
+            stacklevel=2,
+        )
+    else:
+        names = [name for name, log, leaf in _named_leaves(best) for _ in range(np.size(leaf))]
+        drifting = _runaway(np.asarray(trail), names) if status == "max_steps" else []
+        flat = _flat_directions(best, static, y, method, names)
+        if drifting or flat:
+            status = "runaway"
+            values = dict(zip(names, np.exp(_log_values(best)), strict=True))
+            shown = ", ".join(f"{k} = {values[k]:.3g}" for k in sorted({*drifting, *flat}))
+            warnings.warn(
+                f"fit_reml: hyperparameter(s) {shown} ran off (status 'runaway'): "
+                + (
+                    f"{', '.join(flat)} changed the log marginal likelihood by less than "
+                    f"{FLAT_NATS:g} nats when multiplied or divided by e, so the data do not "
+                    "determine them"
+                    if flat
+                    else f"{', '.join(drifting)} still moved one way by more than a factor "
+                    f"{RUNAWAY_FACTOR:g} over the last {_tail(len(trail))} steps"
+                )
+                + ". Use a kernel without that term, fix it, or rescale X and y.",
+                stacklevel=2,
+            )
+        elif status == "max_steps":
+            warnings.warn(
+                f"fit_reml: not converged after {steps} steps (gradient norm "
+                f"{float(gnorm):.2g} > gtol = {gtol:g}); pass more steps (status 'max_steps').",
+                stacklevel=2,
+            )
     return REMLFitResult(
         eqx.combine(best, static), jnp.asarray(losses), status, stopped_at, y, method, fit_noise
     )

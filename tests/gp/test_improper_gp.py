@@ -458,3 +458,34 @@ def test_predict_under_jit_uses_the_checked_shifted_path(x64):
     for post in (eager, traced):
         np.testing.assert_allclose(post.mean, ref[0], rtol=1e-8, atol=1e-8)
         np.testing.assert_allclose(post.variance, ref[1], rtol=1e-6, atol=1e-6)
+
+
+def test_fit_reml_reports_a_runaway_hyperparameter(x64):
+    # a straight line: a SmoothWalk's lengthscale runs to infinity along a flat asymptote,
+    # where the gradient vanishes ("converged" before the check)
+    rng = np.random.default_rng(0)
+    x = jnp.arange(150.0)
+    y = jnp.asarray(0.3 * np.arange(150) + 0.5 * rng.normal(size=150))
+    with pytest.warns(UserWarning, match=r"lengthscale = .* ran off"):
+        res = fit_reml(ImproperGP(SmoothWalk(5.0, 1.0), x, 0.5), y, steps=100)
+    assert res.status == "runaway"
+    assert float(res.gp.kernel.lengthscale) > 1e3
+
+
+def test_fit_reml_interior_maximum_is_not_a_runaway(x64):
+    rng = np.random.default_rng(0)
+    x = jnp.arange(150.0)
+    y = jnp.asarray(np.cumsum(rng.normal(size=150)) + 0.1 * rng.normal(size=150))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit_reml(ImproperGP(MaternWalk(2.5, 5.0, 1.0), x, 0.5), y, steps=100)
+    assert res.status == "converged"
+
+
+def test_fit_reml_max_steps_warns(x64):
+    rng = np.random.default_rng(0)
+    x = jnp.arange(150.0)
+    y = jnp.asarray(np.cumsum(rng.normal(size=150)) + 0.1 * rng.normal(size=150))
+    with pytest.warns(UserWarning, match="not converged after 2 steps"):
+        res = fit_reml(ImproperGP(MaternWalk(2.5, 5.0, 1.0), x, 0.5), y, steps=2)
+    assert res.status == "max_steps"
