@@ -9,8 +9,11 @@ Posterior methods: ``"contrast"`` (Cholesky of ``QᵀKQ``), ``"bordered"`` (LU o
 system) and ``"state_space"`` (exact O(n) diffuse Kalman filter / RTS smoother, Brownian and
 Matérn walks on 1-D inputs). Predictions are for the latent ``f`` (no observation noise).
 
-Numerics: improper systems are ill-conditioned; use float64 (``jax.enable_x64``). In float32 the
-public methods warn when the contrast system is ill-conditioned.
+Numerics: improper systems are ill-conditioned; use float64 (``jax.enable_x64``). In float32,
+``predict`` (dense methods) solves twice, by the contrast and the bordered form, and warns when
+the two differ by more than 0.05 posterior sd in the mean or 5 % in the variance (their gap
+tracks the error against float64); ``log_marginal_likelihood`` warns when the contrast system is
+ill-conditioned.
 """
 
 from __future__ import annotations
@@ -29,6 +32,33 @@ from ._kernels import AbstractKernel
 from ._state_space import state_space_log_likelihood, state_space_posterior, supports_state_space
 
 __all__ = ["ImproperGP", "GPPosterior"]
+
+
+FLOAT32_TOLERANCE = 0.05
+
+
+def _warn_float32_discrepancy(mean, var, mean2, var2) -> None:
+    """Warn when two float32 solves of the same posterior differ by more than
+    :data:`FLOAT32_TOLERANCE` (mean in posterior sd, or relative variance)."""
+    m, v, m2, v2 = (np.asarray(a, dtype=np.float64) for a in (mean, var, mean2, var2))
+    sd = np.sqrt(np.maximum(np.maximum(v, v2), np.finfo(np.float32).tiny))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_gap = float(np.nanmax(np.abs(m - m2) / sd)) if m.size else 0.0
+        var_gap = (
+            float(np.nanmax(np.abs(v - v2) / np.maximum(np.abs(v2), sd**2))) if v.size else 0.0
+        )
+    finite = np.all(np.isfinite(m)) and np.all(np.isfinite(v))
+    if finite and max(mean_gap, var_gap) <= FLOAT32_TOLERANCE:
+        return
+    warnings.warn(
+        f"ImproperGP: float32 lost accuracy: two solves of this posterior differ by "
+        f"{mean_gap:.2g} posterior sd in the mean and {var_gap:.1%} in the variance"
+        + ("" if finite else " (non-finite values)")
+        + ". Enable float64 (`jax.config.update('jax_enable_x64', True)` or "
+        "`with jax.enable_x64(True):`) or increase the noise.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 class GPPosterior(NamedTuple):
@@ -279,7 +309,15 @@ class ImproperGP(eqx.Module):
                 fast, method = False, "householder"
         if not fast:
             mean, cov, chol_diag = _predict_impl(self, y, X_test, method, full_cov)
-            if chol_diag is not None:
+            dense = self.flat_mean and method in ("contrast", "bordered", "householder")
+            if dense and not float64 and not traced:
+                # float32: the contrast and bordered solves round differently, and their
+                # difference tracks the error against float64 closely: measure it
+                other = "bordered" if method != "bordered" else "contrast"
+                mean2, cov2, _ = _predict_impl(self, y, X_test, other, full_cov)
+                var, var2 = (jnp.diagonal(c) if full_cov else c for c in (cov, cov2))
+                _warn_float32_discrepancy(mean, var, mean2, var2)
+            elif chol_diag is not None:
                 self._warn_conditioning(chol_diag)
         if full_cov:
             return GPPosterior(mean, jnp.diagonal(cov), cov)

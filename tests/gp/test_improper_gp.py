@@ -375,6 +375,35 @@ def test_float32_ill_conditioned_warns_or_errors():
         gp.log_marginal_likelihood(jnp.sin(x / 5.0))
 
 
+def _random_walk_data(n=150, seed=1):
+    rng = np.random.default_rng(seed)
+    x = np.arange(n, dtype=float)
+    return x, np.cumsum(rng.normal(size=n)) + 0.01 * rng.normal(size=n)
+
+
+@pytest.mark.parametrize(
+    "kernel, inaccurate",
+    [
+        (lambda: MaternWalk(2.5, 5.0, 1.0), True),  # mean off by 1.1 posterior sd
+        (lambda: SmoothWalk(2.0, 1.0), True),  # 0.31 sd
+        (lambda: MaternWalk(2.5, 0.3, 0.1), False),  # within 0.005 of float64
+    ],
+)
+def test_float32_predict_measures_its_accuracy(kernel, inaccurate):
+    x, y = _random_walk_data()
+    xt = np.linspace(-5.0, 155.0, 200)
+    with jax.enable_x64(True):
+        ref = ImproperGP(kernel(), jnp.asarray(x), 0.01).predict(jnp.asarray(y), jnp.asarray(xt))
+    gp = ImproperGP(kernel(), jnp.asarray(x, dtype=jnp.float32), 0.01)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        post = gp.predict(jnp.asarray(y, dtype=jnp.float32), jnp.asarray(xt, dtype=jnp.float32))
+    warned = any("float32 lost accuracy" in str(w.message) for w in caught)
+    err = np.max(np.abs(np.asarray(post.mean) - np.asarray(ref.mean)) / np.sqrt(ref.variance))
+    assert (err > 0.1) == inaccurate  # the case is what it claims to be
+    assert warned == inaccurate
+
+
 def test_float64_well_conditioned_does_not_warn(x64):
     x, y = data(n=20)
     gp = ImproperGP(Brownian(), x, 0.1)
