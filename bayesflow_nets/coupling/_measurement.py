@@ -25,6 +25,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..bijectors import StandardNormal, coupling_flow
+from ..train import save
 from ._model import CouplingModel, sample_prior, simulate
 from ._reverse_kl import hp_from_unconstrained, hp_to_unconstrained
 
@@ -315,13 +316,5 @@ def train_measurement_posterior(
         if bar is not None:
             bar.set_postfix(loss=float(jnp.mean(loss)))
         if checkpoint is not None:
-            _save(checkpoint, eqx.combine(state.params, static))
+            save(checkpoint, eqx.combine(state.params, static))
     return eqx.combine(state.params, static), jnp.concatenate(losses)
-
-
-def _save(path: str, module) -> None:
-    import os
-
-    tmp = f"{path}.tmp"
-    eqx.tree_serialise_leaves(tmp, module)
-    os.replace(tmp, path)

@@ -19,7 +19,10 @@ from ._site_transforms import (
 )
 from ._solve import monotone_inverse as monotone_inverse
 from ._start import laplace_approximation as laplace_approximation
-from ._stl import StickingTheLandingELBO as StickingTheLandingELBO
+from ._stl import (
+    OrderedTraceELBO as OrderedTraceELBO,
+    StickingTheLandingELBO as StickingTheLandingELBO,
+)
 from ._structured import (
     AbstractStructuredLayer as AbstractStructuredLayer,
     GatedStructuredLayer as GatedStructuredLayer,

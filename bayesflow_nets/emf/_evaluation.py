@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +13,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 from .._compile import top_level_jit, training_options
+from ..train import psis_khat
 from ._structured import prototype_trace
 from ._subsample import quiet_full_plates
 
@@ -116,11 +116,8 @@ def all_log_weights(model, guide, params, key, n, args, kwargs, batch: int = EVA
 
 
 def elbo_and_khat(logw: np.ndarray) -> tuple[float, float, float]:
-    """ELBO ± standard error over the finite log weights, and PSIS k̂ (ArviZ ``psislw``)."""
+    """ELBO ± standard error over the finite log weights, and PSIS k̂ (:func:`psis_khat`)."""
     finite = np.isfinite(logw)
     elbo = float(np.mean(logw[finite])) if finite.any() else float("nan")
     elbo_se = float(np.std(logw[finite]) / np.sqrt(max(finite.sum(), 1)))
-    khat = float(az.psislw(logw[finite].copy())[1]) if finite.sum() > 10 else float("nan")
-    if np.any(np.isnan(logw) | (logw == np.inf)):
-        khat = float("inf")  # some weights are undefined or infinite
-    return elbo, elbo_se, khat
+    return elbo, elbo_se, psis_khat(logw)

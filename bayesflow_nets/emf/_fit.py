@@ -13,6 +13,7 @@ warns above 0.7. Plates that subsample train on minibatches and are evaluated on
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import time
 import warnings
 from typing import Any, NamedTuple
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from numpyro import handlers
-from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer import SVI
 from numpyro.infer.autoguide import AutoGuide
 from numpyro.optim import optax_to_numpyro
 
@@ -37,8 +38,9 @@ from ._evaluation import (
     elbo_and_khat,
     lower_evaluation,
 )
+from ._resume import load_loop, option_values, save_loop
 from ._start import format_scores, initial_candidates, pilot, replaying
-from ._stl import StickingTheLandingELBO
+from ._stl import OrderedTraceELBO, StickingTheLandingELBO
 from ._subsample import eval_batch, full_data, minibatches_with_replacement, subsampled_plates
 
 ESTIMATORS = ("elbo", "stl")
@@ -251,16 +253,27 @@ def _chunk_problem(losses: np.ndarray, prev: np.ndarray | None) -> tuple[str, in
     return None
 
 
-class _Training(NamedTuple):
+class Loop(NamedTuple):
+    """The training loop's state between chunks (what a checkpoint holds, :mod:`._resume`):
+    the SVI state, the accepted chunks' losses, the rejected chunks as (kind, step), steps
+    accepted, the previous chunk's mean loss, accepted chunks since the last rejected one,
+    whether the final annealing chunk runs, and the status ("running" until training ends)."""
+
     state: Any
-    losses: list
-    status: str
-    steps: int
-    rollbacks: list
+    losses: tuple = ()
+    rollbacks: tuple = ()
+    steps: int = 0
+    prev: float | None = None
+    clean: int = 0
+    annealing: bool = False
+    status: str = "running"
 
 
-def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, tol, progress, t0):
-    """Run ``run_chunk`` until ``num_steps`` or convergence (see :func:`fit_vi`).
+def _train_chunks(
+    run_chunk, loop: Loop, num_steps, chunk, min_steps, tol, progress, t0, saved=None
+):
+    """Run ``run_chunk`` from ``loop`` until ``num_steps`` or convergence (see :func:`fit_vi`);
+    ``saved(loop)`` is called after every chunk, accepted or rejected, and at the end.
 
     A chunk with a non-finite loss or a spike (:func:`_chunk_problem`) is discarded: training
     restarts from the last accepted state with half the learning rate, and the step is kept in
@@ -268,51 +281,69 @@ def _train_chunks(run_chunk, state, num_steps, chunk, min_steps, tol, progress, 
     and spikes are accepted. "converged" needs a plateau with no rejected chunk since the one
     before it.
     """
-    losses, rollbacks = [], []
-    status = "max_steps"
-    prev = None
-    steps = 0
-    annealing = False
-    clean = 0  # accepted chunks since the last rejected one
-    while steps < num_steps:
-        new_state, chunk_losses = run_chunk(state)
+    saved = saved or (lambda loop: None)
+    while loop.status == "running" and loop.steps < num_steps:
+        new_state, chunk_losses = run_chunk(loop.state)
         chunk_losses = np.asarray(chunk_losses)
-        problem = _chunk_problem(chunk_losses, None if prev is None else losses[-1])
-        if problem is not None and (len(rollbacks) < MAX_ROLLBACKS or problem[0] == "nonfinite"):
+        prev_losses = loop.losses[-1] if loop.losses else None
+        problem = _chunk_problem(chunk_losses, None if loop.prev is None else prev_losses)
+        n_back = len(loop.rollbacks)
+        if problem is not None and (n_back < MAX_ROLLBACKS or problem[0] == "nonfinite"):
             kind, at = problem
-            rollbacks.append((kind, steps + at))
+            rollbacks = (*loop.rollbacks, (kind, loop.steps + at))
             if progress:
-                print(f"fit_vi: {kind} loss at step {steps + at}: chunk rolled back")
+                print(f"fit_vi: {kind} loss at step {loop.steps + at}: chunk rolled back")
             if len(rollbacks) > MAX_ROLLBACKS:
-                status = "nonfinite"
+                loop = loop._replace(rollbacks=rollbacks, status="nonfinite")
                 break
             # an annealing start stays in the state, so a rolled-back final chunk anneals again
-            state = _rolled_back(state, len(rollbacks))
-            clean = 0
+            loop = loop._replace(
+                state=_rolled_back(loop.state, len(rollbacks)), rollbacks=rollbacks, clean=0
+            )
+            saved(loop)
             continue
-        steps += chunk
-        losses.append(chunk_losses)
-        state = new_state
-        clean = clean + 1 if problem is None else 0
+        steps = loop.steps + chunk
+        clean = loop.clean + 1 if problem is None else 0
         mean = float(np.mean(chunk_losses))
         se = float(np.std(chunk_losses) / np.sqrt(len(chunk_losses)))
+        loop = loop._replace(
+            state=new_state, losses=(*loop.losses, chunk_losses), steps=steps, clean=clean
+        )
         if progress:
             print(
                 f"fit_vi: step {steps:6d}  loss {mean:.4f} ± {se:.4f}  "
                 f"({time.perf_counter() - t0:.1f} s)"
             )
-        if annealing:
-            status = "converged" if clean >= 1 else "unstable"
+        if loop.annealing:
+            loop = loop._replace(status="converged" if clean >= 1 else "unstable")
             break
-        plateau = prev is not None and prev - mean < max(se, tol)
+        plateau = loop.prev is not None and loop.prev - mean < max(se, tol)
         if plateau and steps >= min_steps and clean >= 2:
             # Plateau at the current learning rate: the iterates now wander at the noise floor
             # of that rate. One more chunk with the step decaying geometrically to 1 % settles
             # them (same compiled chunk: the decay lives in the optimiser state).
-            state = _start_anneal(state, 0.01 ** (1.0 / chunk))
-            annealing = True
-        prev = mean
-    return _Training(state, losses, status, steps, rollbacks)
+            loop = loop._replace(state=_start_anneal(loop.state, 0.01 ** (1.0 / chunk)))
+            loop = loop._replace(annealing=True)
+        loop = loop._replace(prev=mean)
+        saved(loop)
+    if loop.status == "running":
+        loop = loop._replace(status="max_steps")
+    saved(loop)
+    return loop
+
+
+def _checkpoint_writer(path, every, chosen, scores, options, num_steps, chunk):
+    """``saved`` for :func:`_train_chunks`: writes every ``every``-th call and the final one."""
+    if path is None:
+        return None
+    calls = [0]
+
+    def saved(loop):
+        calls[0] += 1
+        if calls[0] % every == 0 or loop.status != "running":
+            save_loop(path, loop, chosen, scores, options, num_steps, chunk)
+
+    return saved
 
 
 def fit_vi(
@@ -331,6 +362,8 @@ def fit_vi(
     tol: float = 0.02,
     num_eval: int = 1000,
     estimator: str = "elbo",
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
     **kwargs,
 ) -> VIResult:
     """Fit ``guide`` to ``model`` by maximising the ELBO (MATH.md §1).
@@ -346,11 +379,16 @@ def fit_vi(
     stops: "converged"; ``tol=0`` waits for the noise floor; ``min_steps`` defaults to 1500,
     and to ``num_steps`` where a plate subsamples, as minibatch noise hides a plateau),
     ``num_eval`` (draws for the final ELBO and PSIS k̂),
-    ``estimator`` ("elbo": NumPyro's ``Trace_ELBO``; "stl": the sticking-the-landing gradient,
+    ``estimator`` ("elbo": NumPyro's ``Trace_ELBO`` summed in trace order,
+    :class:`OrderedTraceELBO`; "stl": the sticking-the-landing gradient,
     :class:`StickingTheLandingELBO`). A chunk with a non-finite loss or a loss spike is rolled
     back to the last accepted state and retried at half the learning rate (``rollbacks``);
     after ``MAX_ROLLBACKS`` a non-finite loss stops training with the last finite parameters
-    (``status="nonfinite"``).
+    (``status="nonfinite"``). ``checkpoint``: a file path; the training loop (optimiser state,
+    PRNG key, step, losses, rollbacks, status) is written there atomically after every
+    ``checkpoint_every`` chunks and at the end, and a call that finds the file continues from
+    it (skipping the start selection) to the same parameters as an uninterrupted fit; a file
+    written for another model, guide or options raises ``ValueError``.
     """
     if init not in INITS:
         raise ValueError(f"argument 'init' must be one of {INITS}, got {init!r}.")
@@ -364,6 +402,8 @@ def fit_vi(
             f"arguments 'num_steps', 'num_particles' and 'num_eval' must be >= 1, got "
             f"{num_steps}, {num_particles}, {num_eval}."
         )
+    if checkpoint_every < 1:
+        raise ValueError(f"argument 'checkpoint_every' must be >= 1, got {checkpoint_every!r}.")
     if not tol >= 0.0:
         raise ValueError(f"argument 'tol' must be >= 0 (nats per chunk), got {tol!r}.")
     t0 = time.perf_counter()
@@ -388,7 +428,7 @@ def fit_vi(
         ),
         _anneal(),
     )
-    elbo_cls = StickingTheLandingELBO if estimator == "stl" else Trace_ELBO
+    elbo_cls = StickingTheLandingELBO if estimator == "stl" else OrderedTraceELBO
     check_model_inputs(model, args, kwargs)
     plates = subsampled_plates(model, args, kwargs)
     if min_steps is None:
@@ -423,28 +463,51 @@ def fit_vi(
     lowered_eval = lower_evaluation(
         eval_model, eval_guide, svi.get_params(state), k_eval, num_eval, args, kwargs, batch
     )
+    options = option_values(
+        num_steps=num_steps,
+        chunk=chunk,
+        num_particles=num_particles,
+        learning_rate=learning_rate,
+        gate_learning_rate=gate_lr,
+        min_steps=min_steps,
+        tol=tol,
+        estimator=ESTIMATORS.index(estimator),
+    )
+    resumed = None
+    if checkpoint is not None:
+        resumed = load_loop(checkpoint, state, options, num_steps, chunk, Loop)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         compiling = pool.submit(lowered.compile)
         compiling_eval = pool.submit(lowered_eval.compile)
-        candidates = initial_candidates(init, guide, svi, state)
+        candidates = initial_candidates(init, guide, svi, state) if resumed is None else {}
         compiled = compiling.result()
 
         def run_chunk(state):
             return compiled(state, data)
 
         t_train = time.perf_counter()
-        chosen, scores, first = pilot(run_chunk, candidates)
-        if progress:
-            print(f"fit_vi: start {chosen!r}" + (f" of {format_scores(scores)}" if scores else ""))
+        if resumed is None:
+            chosen, scores, first = pilot(run_chunk, candidates)
+            loop = Loop(candidates[chosen])
+            if progress:
+                shown = f" of {format_scores(scores)}" if scores else ""
+                print(f"fit_vi: start {chosen!r}{shown}")
+        else:
+            (loop, chosen, scores), first = resumed, None
+            if progress:
+                print(f"fit_vi: resumed from {checkpoint} at step {loop.steps} ({loop.status})")
         training = _train_chunks(
             replaying(run_chunk, first),
-            candidates[chosen],
+            loop,
             num_steps,
             chunk,
             min_steps,
             tol,
             progress,
             t0,
+            saved=_checkpoint_writer(
+                checkpoint, checkpoint_every, chosen, scores, options, num_steps, chunk
+            ),
         )
         t_train = time.perf_counter() - t_train
         compiling_eval.result()
@@ -475,7 +538,9 @@ def fit_vi(
         init_scores=scores,
         rollbacks=tuple(training.rollbacks),
         train_time=t_train,
-        steps_run=training.steps + (len(candidates) - 1) * chunk + len(training.rollbacks) * chunk,
+        steps_run=training.steps
+        + max(len(scores) - 1, 0) * chunk
+        + len(training.rollbacks) * chunk,
         eval_model=eval_model,
         eval_guide=eval_guide,
         eval_batch=batch,

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ..train import to_inference_data
+from ..train import psis_khat, to_inference_data
 from ._gp import ImproperGP, _check_y
 
 __all__ = ["REMLFitResult", "fit_reml"]
@@ -63,8 +63,6 @@ class REMLFitResult(NamedTuple):
         point as one draw. Needs float64 for reliable Hessians. For full posterior draws sample
         the hyperparameters with NUTS (``docs/workflow.md``).
         """
-        import arviz as az
-
         if self.y is None:
             raise ValueError(
                 "to_arviz needs the data: this REMLFitResult was built without 'y'; use the "
@@ -92,8 +90,8 @@ class REMLFitResult(NamedTuple):
         pd, lp, log_q, draws = _laplace_draws(params, static, self.y, self.method, eps)
         attrs["hessian_positive_definite"] = int(bool(pd))  # NetCDF attributes have no bool
         log_w = np.asarray(lp - log_q, dtype=np.float64)
-        finite = np.isfinite(log_w)
-        attrs["khat"] = float(az.psislw(log_w[finite].copy())[1]) if finite.sum() > 10 else None
+        khat = psis_khat(log_w)
+        attrs["khat"] = None if np.isnan(khat) else khat
         return to_inference_data(
             {k: np.asarray(draws[k])[None] for k in point},
             sample_stats={"lp": np.asarray(lp)[None], "log_weight": log_w[None]},

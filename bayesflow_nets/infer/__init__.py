@@ -3,10 +3,11 @@ and primitives; never the reverse)."""
 
 from ..train import (
     density_to_inference_data as density_to_inference_data,
+    load as load,
     model_dims as model_dims,
+    save as save,
     to_inference_data as to_inference_data,
 )
-from ._checkpoint import load as load, save as save
 from ._fit import (
     FitResult as FitResult,
     TrainState as TrainState,

@@ -22,7 +22,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from tqdm.auto import tqdm
 
 from ..bijectors import AbstractDistribution
-from ._checkpoint import save
+from ..train import save
 from ._sharding import as_mesh, batch_sharding, replicated
 
 

@@ -13,7 +13,7 @@ from numpyro.infer.svi import SVIState
 
 from bayesflow_nets.emf import AutoEMF, fit_vi, resolve_backbone
 from bayesflow_nets.emf._autoguide import DENSE_MAX_DIM, MAF_MAX_DIM
-from bayesflow_nets.emf._fit import MAX_ROLLBACKS, _anneal, _chunk_problem, _train_chunks
+from bayesflow_nets.emf._fit import MAX_ROLLBACKS, Loop, _anneal, _chunk_problem, _train_chunks
 from bayesflow_nets.emf._start import pilot
 
 
@@ -58,8 +58,8 @@ def test_spike_is_rolled_back_with_half_the_learning_rate():
     spike[10] = 1e12
     chunks = [base, base - 1.0, spike, base - 1.5, base - 1.5, base - 1.5, base - 1.5]
     run, calls = _scripted(chunks)
-    out = _train_chunks(run, _state(), 600, 100, 100, 0.02, False, 0.0)
-    assert out.rollbacks == [("spike", 210)]
+    out = _train_chunks(run, Loop(_state()), 600, 100, 100, 0.02, False, 0.0)
+    assert out.rollbacks == (("spike", 210),)
     # the chunk after the spike restarted from the state before it, at half the step
     assert calls[3].mutable_state == 2
     factor = [s for s in jax.tree_util.tree_leaves(calls[3].optim_state)]
@@ -74,7 +74,7 @@ def test_repeated_nonfinite_chunks_stop_with_last_finite_state():
     bad = good.copy()
     bad[5] = np.nan
     run, calls = _scripted([good] + [bad] * (MAX_ROLLBACKS + 2))
-    out = _train_chunks(run, _state(), 5000, 100, 100, 0.02, False, 0.0)
+    out = _train_chunks(run, Loop(_state()), 5000, 100, 100, 0.02, False, 0.0)
     assert out.status == "nonfinite"
     assert len(out.rollbacks) == MAX_ROLLBACKS + 1
     assert all(kind == "nonfinite" for kind, _ in out.rollbacks)

@@ -10,7 +10,7 @@ from numpyro import handlers
 from numpyro.infer import Trace_ELBO
 from numpyro.infer.autoguide import AutoNormal
 
-from bayesflow_nets.emf import AutoEMF, StickingTheLandingELBO, fit_vi
+from bayesflow_nets.emf import AutoEMF, OrderedTraceELBO, StickingTheLandingELBO, fit_vi
 
 from .test_autoguide import Y, conjugate_model, exact_posterior
 
@@ -90,3 +90,19 @@ def test_fit_vi_rejects_unknown_estimator():
 def test_fit_vi_rejects_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fit_vi(conjugate_model, AutoEMF(conjugate_model), Y, **kwargs)
+
+
+def test_ordered_trace_elbo_is_numpyros_trace_elbo(x64):
+    # same draws, same loss and gradient, up to the order of the per-site sum
+    y = jnp.array([0.7, -1.3])
+    guide = AutoNormal(normal_model)
+    handlers.seed(guide, 0)(y)
+    params = {"z_auto_loc": jnp.array([0.1, -0.4]), "z_auto_scale": jnp.array([0.9, 0.6])}
+    ordered, plain = OrderedTraceELBO(num_particles=3), Trace_ELBO(num_particles=3)
+    for seed in range(3):
+        key = jax.random.PRNGKey(seed)
+        l_o, g_o = jax.value_and_grad(ordered.loss, argnums=1)(key, params, normal_model, guide, y)
+        l_t, g_t = jax.value_and_grad(plain.loss, argnums=1)(key, params, normal_model, guide, y)
+        np.testing.assert_allclose(l_o, l_t, rtol=1e-12)
+        for name in params:
+            np.testing.assert_allclose(g_o[name], g_t[name], rtol=1e-10, atol=1e-12)
