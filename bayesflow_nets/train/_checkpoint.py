@@ -7,10 +7,12 @@ import tempfile
 from pathlib import Path
 
 import equinox as eqx
+from jaxtyping import PyTree
 
 
-def save(path: str | os.PathLike, module: eqx.Module) -> Path:
-    """Serialise the array leaves of ``module`` to ``path`` atomically; returns the path."""
+def save(path: str | os.PathLike, module: PyTree) -> Path:
+    """Serialise the array leaves of ``module`` (an Equinox module or any pytree) to ``path``
+    atomically; returns the path."""
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"argument 'path' is a directory: {path}.")
@@ -29,7 +31,7 @@ def save(path: str | os.PathLike, module: eqx.Module) -> Path:
     return path
 
 
-def load(path: str | os.PathLike, like: eqx.Module) -> eqx.Module:
+def load(path: str | os.PathLike, like: PyTree) -> PyTree:
     """Load leaves saved by :func:`save` into a module with the structure of ``like``.
 
     Raises ``ValueError`` if the file does not match the template (shapes, dtypes or number of

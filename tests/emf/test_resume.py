@@ -18,7 +18,7 @@ import bayesflow_nets.emf._fit as fit_module
 from bayesflow_nets.emf import AutoEMF, fit_vi
 
 Y = np.array([1.2, -0.3, 2.1, 0.4, 0.9])
-OPTIONS = dict(num_steps=1200, chunk=100, min_steps=1200, num_particles=4, progress=False)
+OPTIONS = dict(num_steps=600, chunk=100, min_steps=600, num_particles=4, progress=False)
 
 
 def model(y):
@@ -44,7 +44,7 @@ def test_resume_from_a_midway_checkpoint_matches_the_uninterrupted_fit(tmp_path,
     def spy(p, loop, *args):
         original(p, loop, *args)
         calls.append(loop.steps)
-        if len(calls) == 4:  # after the fourth chunk of twelve
+        if len(calls) == 2:  # after the second chunk of six
             shutil.copy(p, midway)
 
     monkeypatch.setattr(fit_module, "save_loop", spy)
