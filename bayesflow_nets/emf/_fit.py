@@ -38,7 +38,7 @@ from ._evaluation import (
     elbo_and_khat,
     lower_evaluation,
 )
-from ._resume import load_loop, option_values, save_loop
+from ._resume import load_loop, save_loop
 from ._start import format_scores, initial_candidates, pilot, replaying
 from ._stl import OrderedTraceELBO, StickingTheLandingELBO
 from ._subsample import eval_batch, full_data, minibatches_with_replacement, subsampled_plates
@@ -463,16 +463,16 @@ def fit_vi(
     lowered_eval = lower_evaluation(
         eval_model, eval_guide, svi.get_params(state), k_eval, num_eval, args, kwargs, batch
     )
-    options = option_values(
-        num_steps=num_steps,
-        chunk=chunk,
-        num_particles=num_particles,
-        learning_rate=learning_rate,
-        gate_learning_rate=gate_lr,
-        min_steps=min_steps,
-        tol=tol,
-        estimator=ESTIMATORS.index(estimator),
-    )
+    options = {
+        "num_steps": num_steps,
+        "chunk": chunk,
+        "num_particles": num_particles,
+        "learning_rate": learning_rate,
+        "gate_learning_rate": gate_lr,
+        "min_steps": min_steps,
+        "tol": tol,
+        "estimator": ESTIMATORS.index(estimator),
+    }
     resumed = None
     if checkpoint is not None:
         resumed = load_loop(checkpoint, state, options, num_steps, chunk, Loop)

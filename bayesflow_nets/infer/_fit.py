@@ -22,7 +22,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 from tqdm.auto import tqdm
 
 from ..bijectors import AbstractDistribution
-from ..train import save
+from ..train import load_progress, save, save_progress
 from ._sharding import as_mesh, batch_sharding, replicated
 
 
@@ -133,15 +133,25 @@ def fit_to_loss(
     chunk_size: int = 100,
     filter_spec: Any = eqx.is_inexact_array,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
 ) -> FitResult:
     """Minimise ``loss_fn(module, key)`` for ``steps`` steps (e.g. a negative ELBO).
 
-    Steps run in jitted chunks of ``chunk_size`` inside ``lax.scan``.
+    Steps run in jitted chunks of ``chunk_size`` inside ``lax.scan``. ``checkpoint``: a file
+    path; the loop (training state, key, step, losses, status) is written there atomically
+    after every ``checkpoint_every`` chunks and at the end, and a call that finds the file
+    continues from it to the same result as an uninterrupted run (same ``module``,
+    ``loss_fn``, ``steps`` and ``chunk_size``; others raise ``ValueError``).
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"argument 'steps' must be an int >= 1, got {steps!r}.")
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"argument 'chunk_size' must be an int >= 1, got {chunk_size!r}.")
+    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
+        raise ValueError(
+            f"argument 'checkpoint_every' must be an int >= 1, got {checkpoint_every!r}."
+        )
     optimizer = _optimizer(optimizer, learning_rate)
     params, static = eqx.partition(module, filter_spec)
     state = init_state(params, optimizer)
@@ -152,11 +162,40 @@ def fit_to_loss(
         return jax.lax.scan(step, state, keys)
 
     losses: list[np.ndarray] = []
-    last_finite = state.params
     done = 0
-    bar = tqdm(total=steps, disable=not progress, desc="fit_to_loss")
-    status, stopped_at = "max_steps", None
-    while done < steps:
+    status, stopped_at = "running", None
+    progress_names = ("done", "status", "stopped_at", "steps", "chunk_size")
+    if checkpoint is not None:
+        expect = {"steps": steps, "chunk_size": chunk_size}
+        got = load_progress(checkpoint, progress_names, (state, key, np.zeros(steps)), expect)
+        if got is not None:
+            scalars, (state, key, history) = got
+            done, status = int(scalars["done"]), _STATUSES[int(scalars["status"])]
+            stopped_at = None if scalars["stopped_at"] < 0 else int(scalars["stopped_at"])
+            kept = done if stopped_at is None else stopped_at
+            losses.append(np.asarray(history[:kept], dtype=jnp.zeros(()).dtype))
+    last_finite = state.params
+
+    chunks_run = [0]
+
+    def write(final: bool):
+        chunks_run[0] += 0 if final else 1
+        if checkpoint is None or not (final or chunks_run[0] % checkpoint_every == 0):
+            return
+        history = np.zeros(steps)
+        flat = np.concatenate(losses) if losses else np.zeros(0)
+        history[: flat.size] = flat
+        scalars = {
+            "done": done,
+            "status": _STATUSES.index(status),
+            "stopped_at": -1 if stopped_at is None else stopped_at,
+            "steps": steps,
+            "chunk_size": chunk_size,
+        }
+        save_progress(checkpoint, scalars, (state, key, history))
+
+    bar = tqdm(total=steps, initial=done, disable=not progress, desc="fit_to_loss")
+    while status == "running" and done < steps:
         n = min(chunk_size, steps - done)
         key, sub = jax.random.split(key)
         state, chunk_losses = run_chunk(state, jax.random.split(sub, n))
@@ -172,7 +211,11 @@ def fit_to_loss(
         done += n
         bar.update(n)
         bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
+        write(final=False)
     bar.close()
+    if status == "running":
+        status = "max_steps"
+    write(final=True)
     if status == "nonfinite":
         last_finite = state.params  # updates were skipped from the bad step on
         message = (
@@ -185,6 +228,9 @@ def fit_to_loss(
     return FitResult(
         eqx.combine(last_finite, static), {"train": history}, status, stopped_at, message
     )
+
+
+_STATUSES = ("running", "converged", "max_steps", "nonfinite")
 
 
 def _as_data(name: str, value, n: int | None, event_shape) -> Array:
@@ -235,6 +281,8 @@ def fit_to_data(
     progress: bool = True,
     mesh: Mesh | int | None = None,
     checkpoint_path: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
 ) -> FitResult:
     """Maximum likelihood with minibatches, a validation split and early stopping.
 
@@ -248,7 +296,12 @@ def fit_to_data(
     agrees to float round-off. ``checkpoint_path``: the best-so-far module is saved there
     (``infer.save``, atomic) whenever the validation loss improves; resume with
     ``infer.load(checkpoint_path, like=dist)`` and pass the result as ``dist`` (optimiser
-    state restarts).
+    state restarts). ``checkpoint``: a file path for resuming; the whole loop (training and
+    optimiser state, key, epoch, best parameters, patience, histories, status) is written
+    there atomically after every ``checkpoint_every`` epochs and at the end, and a call that
+    finds the file continues from it to the same result as an uninterrupted run (same
+    ``dist``, data, ``key`` and ``max_epochs``; another ``max_epochs`` or ``batch_size``
+    raises ``ValueError``).
     """
     if not isinstance(dist, eqx.Module):
         raise TypeError(f"argument 'dist' must be an Equinox module, got {type(dist)}.")
@@ -274,6 +327,10 @@ def fit_to_data(
         raise ValueError(f"argument 'batch_size' must be an int >= 1, got {batch_size!r}.")
     if not (isinstance(max_epochs, int) and max_epochs >= 1):
         raise ValueError(f"argument 'max_epochs' must be an int >= 1, got {max_epochs!r}.")
+    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
+        raise ValueError(
+            f"argument 'checkpoint_every' must be an int >= 1, got {checkpoint_every!r}."
+        )
     if checkpoint_path is not None and os.path.isdir(checkpoint_path):
         raise ValueError(
             f"argument 'checkpoint_path' must be a file path, got the directory {checkpoint_path}."
@@ -300,6 +357,19 @@ def fit_to_data(
     state = init_state(params, optimizer)
     step = make_step(loss_fn, static, optimizer)
     n_batches = n_train // batch_size
+    # the loop's progress, restored from ``checkpoint`` when the file exists
+    loop = {"epoch": 0, "best_val": np.inf, "patience": 0, "status": 0, "stopped_at": -1}
+    hist = np.full((2, max_epochs), np.nan)  # train, val per epoch
+    best_params = state.params
+    progress_names = (*loop, "max_epochs", "batch_size")
+    resumed = None
+    if checkpoint is not None:
+        expect = {"max_epochs": max_epochs, "batch_size": batch_size}
+        like = (state, key, best_params, hist)
+        resumed = load_progress(checkpoint, progress_names, like, expect)
+    if resumed is not None:
+        scalars, (state, key, best_params, hist) = resumed
+        loop = {k: scalars[k] for k in loop}
 
     if mesh is None:
         shard_batches = shard_batch = replicate = lambda tree: tree  # noqa: E731
@@ -345,12 +415,37 @@ def fit_to_data(
             total = total + loss_fn(model, *(a[n_full * vb :] for a in val)) * rest
         return total / n_val
 
-    train_hist, val_hist = [], []
-    best_val, best_params, patience = np.inf, state.params, 0
-    status, stopped_at, message = "max_steps", None, f"ran {max_epochs} epochs."
+    best_val, patience = float(loop["best_val"]), int(loop["patience"])
+    start = int(loop["epoch"])
+    status = _STATUSES[int(loop["status"])]
+    stopped_at = None if loop["stopped_at"] < 0 else int(loop["stopped_at"])
+    message = f"ran {max_epochs} epochs."
+    train_hist, val_hist = list(hist[0, :start]), list(hist[1, :start])
     write = checkpoint_path is not None and jax.process_index() == 0
+
+    def save_loop(epoch: int, final: bool) -> None:
+        if checkpoint is None or jax.process_index() != 0:
+            return
+        if not (final or (epoch + 1) % checkpoint_every == 0):
+            return
+        done = np.full((2, max_epochs), np.nan)
+        done[0, : len(train_hist)], done[1, : len(val_hist)] = train_hist, val_hist
+        scalars = {
+            "epoch": len(val_hist),
+            "best_val": best_val,
+            "patience": patience,
+            "status": _STATUSES.index(status),
+            "stopped_at": -1 if stopped_at is None else stopped_at,
+            "max_epochs": max_epochs,
+            "batch_size": batch_size,
+        }
+        tree = (state, key, best_params, done)
+        save_progress(checkpoint, scalars, _local_copy(tree))
+
     bar = tqdm(
-        range(max_epochs), disable=not progress or jax.process_index() != 0, desc="fit_to_data"
+        range(start, max_epochs) if status == "running" else (),
+        disable=not progress or jax.process_index() != 0,
+        desc="fit_to_data",
     )
     for epoch in bar:
         key, sub = jax.random.split(key)
@@ -358,10 +453,6 @@ def fit_to_data(
         bad = int(state.nonfinite_step)
         if bad >= 0:
             status, stopped_at = "nonfinite", bad
-            message = (
-                f"non-finite loss or gradient at step {bad} (epoch {epoch}); stopped and kept the "
-                "last finite parameters."
-            )
             if not np.isfinite(best_val):
                 best_params = state.params  # updates stop at the bad step: last finite params
             break
@@ -377,10 +468,20 @@ def fit_to_data(
             patience += 1
             if patience > max_patience:
                 status, stopped_at = "converged", int(state.step)
-                message = (
-                    f"early stopping after epoch {epoch} (best validation loss {best_val:.5g})."
-                )
                 break
+        save_loop(epoch, final=False)
+    if status == "running":
+        status = "max_steps"
+    save_loop(len(val_hist), final=True)
+    if status == "nonfinite":
+        message = (
+            f"non-finite loss or gradient at step {stopped_at} (epoch {len(val_hist)}); stopped "
+            "and kept the last finite parameters."
+        )
+    elif status == "converged":
+        message = (
+            f"early stopping after epoch {len(val_hist) - 1} (best validation loss {best_val:.5g})."
+        )
     bar.close()
     final = best_params if return_best else state.params
     losses = {"train": np.asarray(train_hist), "val": np.asarray(val_hist)}

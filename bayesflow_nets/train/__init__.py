@@ -7,5 +7,12 @@ from ._arviz import (
     model_dims as model_dims,
     to_inference_data as to_inference_data,
 )
-from ._checkpoint import load as load, save as save
+from ._checkpoint import (
+    load as load,
+    load_progress as load_progress,
+    plain_keys as plain_keys,
+    save as save,
+    save_progress as save_progress,
+    typed_keys_like as typed_keys_like,
+)
 from ._diagnostics import psis_khat as psis_khat

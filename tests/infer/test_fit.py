@@ -116,3 +116,59 @@ def test_save_load_round_trip_and_mismatch(tmp_path):
     assert open(path, "rb").read() == before
     with pytest.raises(FileNotFoundError, match="no checkpoint file"):
         load(tmp_path / "missing.eqx", like)
+
+
+def _copy_at(monkeypatch, call: int, dest):
+    """Spy on the progress writer: copy the checkpoint to ``dest`` after its ``call``-th write."""
+    import shutil
+
+    import bayesflow_nets.infer._fit as fit_module
+
+    original, calls = fit_module.save_progress, []
+
+    def spy(path, *args):
+        original(path, *args)
+        calls.append(path)
+        if len(calls) == call:
+            shutil.copy(path, dest)
+
+    monkeypatch.setattr(fit_module, "save_progress", spy)
+    return lambda: monkeypatch.setattr(fit_module, "save_progress", original)
+
+
+def test_fit_to_loss_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    def loss(m, key):
+        return jnp.sum((m.loc - 3.0) ** 2) + 0.1 * jnp.sum(jax.random.normal(key, (3,)) * m.loc)
+
+    module = bj.Affine(jnp.zeros(3), jnp.ones(3))
+    key, path, midway = jax.random.key(0), tmp_path / "a.ckpt", tmp_path / "mid.ckpt"
+    restore = _copy_at(monkeypatch, 3, midway)
+    opts = dict(steps=1000, chunk_size=100, progress=False)
+    full = fit_to_loss(key, module, loss, checkpoint=path, **opts)
+    restore()
+    resumed = fit_to_loss(key, module, loss, checkpoint=midway, **opts)
+    np.testing.assert_array_equal(resumed.losses["train"], full.losses["train"])
+    np.testing.assert_array_equal(resumed.model.loc, full.model.loc)
+    assert resumed.status == full.status == "max_steps"
+    with pytest.raises(ValueError, match="other options.*steps"):
+        fit_to_loss(key, module, loss, checkpoint=path, **{**opts, "steps": 900})
+
+
+def test_fit_to_data_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2)) * np.array([0.5, 2.0]) + np.array([1.0, -1.0])
+    flow = bj.Transformed(bj.StandardNormal((2,)), bj.Affine(jnp.zeros(2), jnp.ones(2)))
+    key, path, midway = jax.random.PRNGKey(1), tmp_path / "a.ckpt", tmp_path / "mid.ckpt"
+    restore = _copy_at(monkeypatch, 4, midway)
+    opts = dict(max_epochs=12, batch_size=50, learning_rate=0.05, progress=False)
+    full = fit_to_data(key, flow, x, checkpoint=path, **opts)
+    restore()
+    resumed = fit_to_data(key, flow, x, checkpoint=midway, **opts)
+    for name in ("train", "val"):
+        np.testing.assert_array_equal(resumed.losses[name], full.losses[name])
+    np.testing.assert_array_equal(resumed.model.bijector.loc, full.model.bijector.loc)
+    assert resumed.status == full.status and resumed.message == full.message
+    again = fit_to_data(key, flow, x, checkpoint=path, **opts)  # finished: no training
+    np.testing.assert_array_equal(again.model.bijector.loc, full.model.bijector.loc)
+    with pytest.raises(ValueError, match="other options.*max_epochs"):
+        fit_to_data(key, flow, x, checkpoint=path, **{**opts, "max_epochs": 13})
