@@ -366,8 +366,8 @@ def test_duplicate_inputs_warn_but_work(x64):
 def test_float32_ill_conditioned_warns_or_errors():
     x = jnp.linspace(0.0, 100.0, 50, dtype=jnp.float32)
     y = jnp.sin(x / 5.0)
-    gp = ImproperGP(SmoothWalk(10.0, 1.0), x, 1e-3)  # diag estimate ≈ 1e5 (true cond ≈ 1e7): warn
-    with pytest.warns(UserWarning, match="float32 with an ill-conditioned system.*enable_x64"):
+    gp = ImproperGP(SmoothWalk(10.0, 1.0), x, 1e-3)  # true cond ≈ 1e7: warn
+    with pytest.warns(UserWarning, match="float32 (lost accuracy|with an ill-conditioned).*x64"):
         gp.log_marginal_likelihood(y)
     x = jnp.linspace(0.0, 100.0, 100, dtype=jnp.float32)
     gp = ImproperGP(SmoothWalk(30.0, 1.0), x, 1e-3)  # Cholesky fails in float32: error
@@ -401,6 +401,27 @@ def test_float32_predict_measures_its_accuracy(kernel, inaccurate):
     warned = any("float32 lost accuracy" in str(w.message) for w in caught)
     err = np.max(np.abs(np.asarray(post.mean) - np.asarray(ref.mean)) / np.sqrt(ref.variance))
     assert (err > 0.1) == inaccurate  # the case is what it claims to be
+    assert warned == inaccurate
+
+
+@pytest.mark.parametrize(
+    "kernel, inaccurate",
+    [
+        (lambda: MaternWalk(2.5, 5.0, 1.0), True),  # off by 11 nats in float32
+        (lambda: SmoothWalk(3.0, 1.0), True),  # 5 nats
+        (lambda: MaternWalk(2.5, 0.3, 1.0), False),  # within 0.001 nats
+    ],
+)
+def test_float32_log_marginal_likelihood_measures_its_accuracy(kernel, inaccurate):
+    x, y = _random_walk_data()
+    with jax.enable_x64(True):
+        ref = ImproperGP(kernel(), jnp.asarray(x), 0.01).log_marginal_likelihood(jnp.asarray(y))
+    gp = ImproperGP(kernel(), jnp.asarray(x, dtype=jnp.float32), 0.01)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ll = gp.log_marginal_likelihood(jnp.asarray(y, dtype=jnp.float32))
+    warned = any("float32" in str(w.message) for w in caught)
+    assert (abs(float(ll) - float(ref)) > 0.2) == inaccurate  # the case is what it claims
     assert warned == inaccurate
 
 
