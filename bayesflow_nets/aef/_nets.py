@@ -14,6 +14,7 @@ import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._custom_types import Shape
+from ._common import check_shape
 
 SIGMA_MIN = 1e-5  # ε₀ in MATH.md §2
 
@@ -36,6 +37,13 @@ def _check_latent(latent_dim) -> int:
     if not (isinstance(latent_dim, int) and latent_dim >= 1):
         raise ValueError(f"argument 'latent_dim' must be an int >= 1, got {latent_dim!r}.")
     return latent_dim
+
+
+def _check_mlp(width, depth) -> None:
+    if not (isinstance(width, int) and width >= 1):
+        raise ValueError(f"argument 'width' must be an int >= 1, got {width!r}.")
+    if not (isinstance(depth, int) and depth >= 0):
+        raise ValueError(f"argument 'depth' must be an int >= 0, got {depth!r}.")
 
 
 class ConvEncoder(eqx.Module):
@@ -128,8 +136,9 @@ class MLPEncoder(eqx.Module):
         depth: int = 2,
         activation: Callable = jax.nn.relu,
     ):
-        shape = tuple(int(s) for s in shape)
+        shape = check_shape(shape)
         latent_dim = _check_latent(latent_dim)
+        _check_mlp(width, depth)
         size = math.prod(shape)
         self.mlp = eqx.nn.MLP(size, 2 * latent_dim, width, depth, activation, key=key)
         self.shape = shape
@@ -156,8 +165,9 @@ class MLPDecoder(eqx.Module):
         depth: int = 2,
         activation: Callable = jax.nn.relu,
     ):
-        shape = tuple(int(s) for s in shape)
+        shape = check_shape(shape)
         latent_dim = _check_latent(latent_dim)
+        _check_mlp(width, depth)
         size = math.prod(shape)
         self.mlp = eqx.nn.MLP(latent_dim, 2 * size, width, depth, activation, key=key)
         self.shape = shape

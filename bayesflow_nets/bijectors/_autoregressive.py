@@ -14,6 +14,7 @@ from .._custom_types import Shape
 from ._base import AbstractBijector
 from ._nn import MaskedMLP, made_degrees
 from ._transformer import TransformerSpec
+from ._utils import check_conditioner, check_key
 
 
 class MaskedAutoregressive(AbstractBijector):
@@ -56,6 +57,8 @@ class MaskedAutoregressive(AbstractBijector):
             order = _check_order(order, dim)
         if cond_dim is not None and not (isinstance(cond_dim, int) and cond_dim >= 1):
             raise ValueError(f"argument 'cond_dim' must be None or an int >= 1, got {cond_dim!r}.")
+        check_conditioner(nn_width, nn_depth, nn_activation, min_depth=1)
+        check_key(key)
         self.spec = TransformerSpec(transformer)
         n = self.spec.num_params
         degrees = made_degrees(dim, cond_dim or 0, nn_width, nn_depth, n, order)

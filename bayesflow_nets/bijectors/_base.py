@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 from abc import abstractmethod
 
 import equinox as eqx
@@ -11,14 +14,26 @@ from jaxtyping import Array, ArrayLike
 from .._custom_types import Shape
 
 
-def _as_shape(value, name: str) -> Shape:
+def _as_shape(value, name: str, *, min_size: int = 1) -> Shape:
+    """``value`` as a tuple of ints, each >= ``min_size`` (1 for event shapes, 0 for sample
+    shapes); ``TypeError`` / ``ValueError`` naming ``name`` otherwise."""
     try:
-        shape = tuple(int(s) for s in value)
-    except TypeError as err:
-        raise TypeError(f"{name} must be a tuple of ints, got {value!r}.") from err
-    if any(s < 0 for s in shape):
-        raise ValueError(f"{name} must have non-negative entries, got {shape}.")
-    return shape
+        entries = tuple(value)
+    except TypeError:
+        raise TypeError(f"argument {name!r} must be a tuple of ints, got {value!r}.") from None
+    shape = []
+    for s in entries:
+        try:
+            shape.append(operator.index(s))
+            continue
+        except TypeError:
+            pass
+        if not (isinstance(s, numbers.Real) and math.isfinite(s) and float(s).is_integer()):
+            raise TypeError(f"argument {name!r} must be a tuple of ints, got {value!r}.")
+        shape.append(int(s))
+    if any(s < min_size for s in shape):
+        raise ValueError(f"argument {name!r} must have entries >= {min_size}, got {tuple(shape)}.")
+    return tuple(shape)
 
 
 def check_shapes(bijector: AbstractBijector, x: ArrayLike, condition, arg: str):

@@ -13,6 +13,7 @@ from .._custom_types import Shape
 from ._base import AbstractBijector
 from ._nn import MaskedMLP, plain_degrees
 from ._transformer import TransformerSpec
+from ._utils import check_conditioner, check_key
 
 
 class Coupling(AbstractBijector):
@@ -44,6 +45,8 @@ class Coupling(AbstractBijector):
             )
         if cond_dim is not None and not (isinstance(cond_dim, int) and cond_dim >= 1):
             raise ValueError(f"argument 'cond_dim' must be None or an int >= 1, got {cond_dim!r}.")
+        check_conditioner(nn_width, nn_depth, nn_activation, min_depth=0)
+        check_key(key)
         self.spec = TransformerSpec(transformer)
         n_out = (dim - untransformed_dim) * self.spec.num_params
         n_in = untransformed_dim + (cond_dim or 0)

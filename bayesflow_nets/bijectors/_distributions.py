@@ -90,7 +90,7 @@ class AbstractDistribution(eqx.Module):
         condition: ArrayLike | None = None,
     ) -> tuple[Array, Array]:
         """Draw samples of shape ``sample_shape + condition batch + shape`` with their log density."""
-        sample_shape = _as_shape(sample_shape, "sample_shape")
+        sample_shape = _as_shape(sample_shape, "sample_shape", min_size=0)
         condition, cb = self._check_condition(condition)
         batch = sample_shape + cb
         n = int(np.prod(batch)) if batch else 1
@@ -137,7 +137,12 @@ class Normal(AbstractDistribution):
     def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0):
         loc = as_float_array("loc", loc)
         scale = as_float_array("scale", scale)
-        shape = jnp.broadcast_shapes(loc.shape, scale.shape)
+        try:
+            shape = jnp.broadcast_shapes(loc.shape, scale.shape)
+        except ValueError as err:
+            raise ValueError(
+                f"arguments 'loc' {loc.shape} and 'scale' {scale.shape} do not broadcast."
+            ) from err
         self.loc = jnp.broadcast_to(loc, shape)
         self.scale_unconstrained = jnp.broadcast_to(positive_param("scale", scale), shape)
         self.shape = shape

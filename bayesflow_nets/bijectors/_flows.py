@@ -16,6 +16,7 @@ from ._coupling import Coupling
 from ._distributions import AbstractDistribution, Transformed
 from ._rqs import RationalQuadraticSpline
 from ._structure import Chain, Invert, Permute, Scan
+from ._utils import check_key
 
 
 def _check_base(base_dist, arg="base_dist") -> int:
@@ -60,6 +61,7 @@ def masked_autoregressive_flow(
     invert: bool = True,
 ) -> Transformed:
     """MAF: MADE layers, each in a random autoregressive order. ``invert=True`` makes ``log_prob`` parallel."""
+    check_key(key)
     dim = _check_base(base_dist)
     _check_layers(flow_layers)
     transformer = Affine(positivity="exp") if transformer is None else transformer
@@ -122,6 +124,7 @@ def coupling_flow(
     interval: float = 4.0,
 ) -> Transformed:
     """Coupling flow, by default with rational-quadratic spline transformers (Durkan et al.)."""
+    check_key(key)
     dim = _check_base(base_dist)
     if dim < 2:
         raise ValueError(f"argument 'base_dist': coupling_flow needs dim >= 2, got {dim}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import equinox as eqx
 import jax
@@ -153,13 +154,16 @@ def rqs_blocked_biased(
     never writes out its conditioners' biased outputs. Elsewhere, and for all derivatives, the
     XLA path of :func:`rqs_blocked`, where XLA fuses the add into the spline.
     """
+
     def xla(x, params, bias):
         return _rqs(x, params + bias, knots, lo, hi, inverse, _bin_selects)
 
     if not _native.usable(x, params, bias, knots):
         return xla(x, params, bias)
     return jax.lax.platform_dependent(
-        x, params, bias,
+        x,
+        params,
+        bias,
         cpu=lambda x, p, b: _native.rqs_values(x, p, b, lo, hi, inverse),
         default=xla,
     )
@@ -204,7 +208,14 @@ class RationalQuadraticSpline(AbstractBijector):
             if interval <= 0:
                 raise ValueError(f"argument 'interval' must be positive, got {interval!r}.")
             interval = (-float(interval), float(interval))
-        lo, hi = (float(v) for v in interval)
+        try:
+            lo, hi = (float(v) for v in interval)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"argument 'interval' must be a number B > 0 or a pair (lo, hi), got {interval!r}."
+            ) from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"argument 'interval' must be finite, got {interval!r}.")
         if not hi > lo:
             raise ValueError(f"argument 'interval' must satisfy lo < hi, got {interval!r}.")
         self.interval = (lo, hi)

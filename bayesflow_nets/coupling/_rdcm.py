@@ -18,6 +18,7 @@ bias ``A`` towards ``−I/TR``). Computed in NumPy float64 (closed-form, no trai
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -124,6 +125,13 @@ def rdcm(
     Y = check_data(Y, TR).astype(np.float64)
     if not (0 <= hrf_threshold < 1):
         raise ValueError(f"argument 'hrf_threshold' must be in [0, 1), got {hrf_threshold!r}.")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"argument 'max_iter' must be an int >= 1, got {max_iter!r}.")
+    if not (tol >= 0 and math.isfinite(tol)):
+        raise ValueError(f"argument 'tol' must be finite and >= 0, got {tol!r}.")
+    for name, value in (("a0", a0), ("b0", b0)):
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"argument {name!r} must be finite and > 0, got {value!r}.")
     T, n = Y.shape
     TR = float(TR)
     if U is not None:

@@ -45,6 +45,8 @@ class ScoreMLP(eqx.Module):
         for name, v, lo in (("dim", dim, 1), ("width", width, 1), ("depth", depth, 1)):
             if not (isinstance(v, int) and v >= lo):
                 raise ValueError(f"ScoreMLP: {name} must be an int >= {lo}, got {v!r}.")
+        if not (isinstance(time_dim, int) and time_dim >= 2 and time_dim % 2 == 0):
+            raise ValueError(f"ScoreMLP: time_dim must be an even int >= 2, got {time_dim!r}.")
         keys = jax.random.split(key, depth + 1)
         sizes = [dim + time_dim] + [width] * depth + [dim]
         self.layers = tuple(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._schedules import AbstractSchedule
@@ -48,7 +49,12 @@ def time_grid(
     raise ValueError(f"time_grid: spacing must be 'linear' or 'sqrt', got {spacing!r}.")
 
 
-def _check(name: str, x, times, key, needs_key: bool) -> tuple[Array, Array]:
+def _check(name: str, schedule, x, times, key, needs_key: bool) -> tuple[Array, Array]:
+    if not isinstance(schedule, AbstractSchedule):
+        raise TypeError(
+            f"{name}: schedule must be an AbstractSchedule (e.g. VESchedule()), got "
+            f"{type(schedule).__name__}."
+        )
     x = jnp.asarray(x)
     times = jnp.asarray(times, x.dtype)
     if times.ndim != 1 or times.shape[0] < 2:
@@ -56,6 +62,12 @@ def _check(name: str, x, times, key, needs_key: bool) -> tuple[Array, Array]:
             f"{name}: times must be a 1-D grid of at least 2 decreasing times, got shape "
             f"{times.shape}."
         )
+    if not isinstance(times, jax.core.Tracer):
+        values = np.asarray(times)
+        if not (np.all(np.isfinite(values)) and np.all(values >= 0)):
+            raise ValueError(f"{name}: times must be finite and >= 0, got {values}.")
+        if np.any(np.diff(values) >= 0):
+            raise ValueError(f"{name}: times must be strictly decreasing, got {values}.")
     times = eqx.error_if(
         times, jnp.any(jnp.diff(times) >= 0), f"{name}: times must be strictly decreasing."
     )
@@ -89,7 +101,7 @@ def ddim_sample(
     key: PRNGKeyArray | None = None,
 ) -> Float[Array, "*shape"]:
     """DDIM (Song et al.) with stochasticity ``eta`` (0: deterministic, 1: DDPM ancestral)."""
-    x, times = _check("ddim_sample", x_init, times, key, eta != 0.0)
+    x, times = _check("ddim_sample", schedule, x_init, times, key, eta != 0.0)
     key = jax.random.key(0) if key is None else key
     keys = jax.random.split(key, times.shape[0] - 1)
 
@@ -138,7 +150,7 @@ def pndm_sample(
     Adams–Bashforth orders 1–3 (not the original pseudo Runge–Kutta warm-up), so ``n`` steps cost
     exactly ``n`` score evaluations.
     """
-    x, times = _check("pndm_sample", x_init, times, None, False)
+    x, times = _check("pndm_sample", schedule, x_init, times, None, False)
     hist0 = jnp.zeros((4, *x.shape), x.dtype)
 
     def step(carry, inp):
@@ -165,7 +177,7 @@ def euler_maruyama_sample(
     key: PRNGKeyArray,
 ) -> Float[Array, "*shape"]:
     """Reverse SDE ``dx = [f x − g² ∇log p_t] dt + g dW̄`` by Euler–Maruyama."""
-    x, times = _check("euler_maruyama_sample", x_init, times, key, True)
+    x, times = _check("euler_maruyama_sample", schedule, x_init, times, key, True)
     keys = jax.random.split(key, times.shape[0] - 1)
 
     def step(x, inp):
@@ -198,7 +210,7 @@ def probability_flow_sample(
         raise ValueError(
             f"probability_flow_sample: method must be 'euler' or 'heun', got {method!r}."
         )
-    x, times = _check("probability_flow_sample", x_init, times, None, False)
+    x, times = _check("probability_flow_sample", schedule, x_init, times, None, False)
 
     def velocity(x, t):
         return schedule.drift_coeff(t) * x - 0.5 * schedule.diffusion2(t) * score_fn(x, t)

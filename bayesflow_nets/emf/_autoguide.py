@@ -9,6 +9,7 @@ T then B, "middle" B₁, T, reversal, B₂. Subclasses ``AutoContinuous``, so SV
 from __future__ import annotations
 
 import contextlib
+import numbers
 
 import equinox as eqx
 import jax
@@ -36,6 +37,7 @@ from ..bijectors import (
     inverse_autoregressive_flow,
     masked_autoregressive_flow,
 )
+from ..bijectors._utils import check_int
 from ..bijectors.numpyro import BijectorTransform, TransformedFlow
 from ._checks import check_model_inputs
 from ._structured import GatedStructuredLayer, StructuredLayer, _latent_sites, gate_logit
@@ -49,6 +51,14 @@ MAF_MAX_DIM = 32
 DENSE_MAX_DIM = 256
 MAX_AUTO_WIDTH = 128
 LOW_RANK = 8
+
+
+def check_gate_init(gate_init) -> None:
+    """Raise naming 'gate_init' unless it is a real number in (0, 1)."""
+    if isinstance(gate_init, bool) or not isinstance(gate_init, numbers.Real):
+        raise TypeError(f"argument 'gate_init' must be a number in (0, 1), got {gate_init!r}.")
+    if not 0.0 < gate_init < 1.0:
+        raise ValueError(f"argument 'gate_init' must lie in (0, 1), got {gate_init!r}.")
 
 
 def resolve_backbone(kind: str, dim: int) -> str:
@@ -104,7 +114,9 @@ def make_backbone(key, kind: str, dim: int, *, flow_layers: int = 2, nn_width: i
         )
     else:
         if dim < 2:
-            raise ValueError(f"backbone 'rqs' needs at least 2 latent dimensions, got {dim}.")
+            raise ValueError(
+                f"argument 'dim' must be >= 2 for backbone 'rqs' (a coupling flow), got {dim}."
+            )
         flow = coupling_flow(k_flow, base_dist=base, flow_layers=flow_layers, nn_width=width)
     return Chain([flow.bijector, _affine_tail(k_tail, dim)])
 
@@ -214,8 +226,10 @@ class AutoEMF(AutoContinuous, _CompiledInitialisation):
             raise ValueError(
                 f"argument 'placement' must be one of {PLACEMENTS}, got {placement!r}."
             )
-        if not 0.0 < gate_init < 1.0:
-            raise ValueError(f"argument 'gate_init' must lie in (0, 1), got {gate_init!r}.")
+        check_gate_init(gate_init)
+        check_int("flow_layers", flow_layers, 1)
+        if nn_width is not None:
+            check_int("nn_width", nn_width, 1)
         self.backbone = backbone
         self.placement = placement
         self.gated = bool(gated)

@@ -33,12 +33,15 @@ def check_learning_rate(value, name: str = "learning_rate") -> None:
         raise ValueError(f"argument {name!r} must be a finite number > 0, got {value!r}.")
 
 
-def check_model_inputs(model, args: tuple, kwargs: dict) -> None:
+def check_model_inputs(
+    model, args: tuple, kwargs: dict, *, needs: str = "AutoEMF and fit_vi"
+) -> None:
     """Trace ``model(*args, **kwargs)`` once and raise ``ValueError`` naming the site for a
     discrete latent site, or observed data whose shape does not match its distribution, that is
     NaN/±inf, or that lies outside the distribution's support. A support violation is confirmed
     by a second trace with another seed: a support that moves with the latent values (``y ~
-    Uniform(0, θ)``) is not a data error."""
+    Uniform(0, θ)``) is not a data error. ``needs`` names the method in the message for a
+    discrete latent site."""
     trace = _trace(model, args, kwargs, seed=0)
     second = functools.cache(lambda: _trace(model, args, kwargs, seed=1))
     for site in trace.values():
@@ -46,7 +49,7 @@ def check_model_inputs(model, args: tuple, kwargs: dict) -> None:
             continue
         name = _shown_name(site["name"], trace)
         if not site["is_observed"]:
-            _check_continuous(site, name)
+            _check_continuous(site, name, needs)
             continue
         _check_shape(site, name)
         if _traced(site):
@@ -112,13 +115,13 @@ def _failing_message(tb):
     return found
 
 
-def _check_continuous(site, name: str) -> None:
+def _check_continuous(site, name: str, needs: str) -> None:
     """Raise for a latent site with a discrete support."""
     support = site["fn"].support
     if not support.is_discrete:
         return
     raise ValueError(
-        f"latent site {name} is discrete (support {support}); AutoEMF and fit_vi need"
+        f"latent site {name} is discrete (support {support}); {needs} need"
         " continuous latent sites: marginalise it out of the model (sum over its values with"
         " numpyro.factor / logsumexp) or pass its value as data (obs=...)."
     )

@@ -23,8 +23,9 @@ from numpyro.distributions.transforms import biject_to
 
 from .._custom_types import Shape
 from ..bijectors import AbstractBijector, AbstractDistribution
+from ..bijectors._utils import check_key
 from ..train import density_to_inference_data
-from ._autoguide import make_backbone
+from ._autoguide import check_gate_init, make_backbone
 from ._structured import (
     AbstractStructuredLayer,
     GatedStructuredLayer,
@@ -162,8 +163,9 @@ class EMFDensity(AbstractDistribution):
             )
         if site is not None and not isinstance(site, str):
             raise TypeError(f"argument 'site' must be a site name (str) or None, got {site!r}.")
-        if not 0.0 < gate_init < 1.0:
-            raise ValueError(f"argument 'gate_init' must lie in (0, 1), got {gate_init!r}.")
+        check_gate_init(gate_init)
+        if key is not None:
+            check_key(key)
         model_args = tuple(model_args)
         model_kwargs = dict(model_kwargs or {})
         if _PARAMS in model_kwargs:

@@ -23,7 +23,7 @@ from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.util import initialize_model
 
 from ..train import to_inference_data
-from ._nuts import _check_counts, _nuts_attrs, _raw_keys, _sample, _stats_for_arviz
+from ._nuts import _check_counts, _check_options, _nuts_attrs, _raw_keys, _sample, _stats_for_arviz
 
 __all__ = ["neutra", "warped_potential"]
 
@@ -118,6 +118,7 @@ def neutra(
     `nuts`, ``attrs["sampler"] == "neutra"``).
     """
     _check_counts(num_chains, num_warmup, num_samples)
+    _check_options(target_acceptance_rate, max_num_doublings)
     t0 = time.perf_counter()
     k_setup, k_start, k_run = jax.random.split(rng_key, 3)
     log_density_eps, eps_to_constrained, dim = warped_potential(

@@ -21,6 +21,7 @@ from blackjax.adaptation.base import get_filter_adapt_info_fn
 from jaxtyping import PRNGKeyArray
 from numpyro.infer.util import initialize_model
 
+from ..emf._checks import check_model_inputs
 from ..train import to_inference_data
 
 __all__ = ["nuts"]
@@ -41,6 +42,15 @@ def _check_counts(num_chains: int, num_warmup: int, num_samples: int) -> None:
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"argument {name!r} must be an integer >= {low}, got {value!r}.")
+
+
+def _check_options(target_acceptance_rate, max_num_doublings) -> None:
+    rate = target_acceptance_rate
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 < rate < 1.0:
+        raise ValueError(f"argument 'target_acceptance_rate' must lie in (0, 1), got {rate!r}.")
+    doublings = max_num_doublings
+    if isinstance(doublings, bool) or not isinstance(doublings, int) or doublings < 1:
+        raise ValueError(f"argument 'max_num_doublings' must be an int >= 1, got {doublings!r}.")
 
 
 def _sample(
@@ -134,8 +144,10 @@ def nuts(
     (compilation included).
     """
     _check_counts(num_chains, num_warmup, num_samples)
+    _check_options(target_acceptance_rate, max_num_doublings)
     if not callable(model):
         raise TypeError(f"argument 'model' must be a callable NumPyro model, got {type(model)}.")
+    check_model_inputs(model, args, kwargs, needs="NUTS")
     t0 = time.perf_counter()
     k_init, k_run = jax.random.split(rng_key)
     info = initialize_model(

@@ -150,6 +150,13 @@ def to_inference_data(
     if model is not None:
         all_dims, all_coords, observed = model_dims(model, posterior, model_args, model_kwargs)
     if dims:
+        for k, v in dims.items():
+            n_axes = posterior[k].ndim - 2 if k in posterior else None
+            if n_axes is not None and len(v) > n_axes:
+                raise ValueError(
+                    f"argument 'dims' names {len(v)} axes {list(v)} for site {k!r}, whose draws "
+                    f"of shape {posterior[k].shape} have {n_axes} after (chain, draw)."
+                )
         all_dims.update({k: list(v) for k, v in dims.items()})
     if coords:
         all_coords.update({k: list(v) for k, v in coords.items()})
