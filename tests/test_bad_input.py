@@ -390,6 +390,12 @@ EMF = [
         arg("checkpoint_every"),
     ),
     case("fit_vi-tol-nan", lambda: fit_vi(normal_model, Y5, tol=NAN), arg("tol")),
+    case("fit_vi-chunk", lambda: fit_vi(normal_model, Y5, chunk=0), arg("chunk")),
+    case(
+        "fit_vi-num-steps-float", lambda: fit_vi(normal_model, Y5, num_steps=2.5), arg("num_steps")
+    ),
+    case("fit_vi-min-steps", lambda: fit_vi(normal_model, Y5, min_steps=-5), arg("min_steps")),
+    case("fit_vi-rng-key", lambda: fit_vi(normal_model, Y5, rng_key=3), arg("rng_key")),
     case(
         "fit_vi-nan-observation",
         lambda: fit_vi(normal_model, with_nan(Y5, 2)),
@@ -590,7 +596,14 @@ GP = [
         lambda: brownian_gp().numpyro_dist(method="bordered"),
         "method must be one of",
     ),
-    case("fit_reml-steps", lambda: gp.fit_reml(brownian_gp(), Y_GP, steps=0), "steps must be"),
+    case("fit_reml-steps", lambda: gp.fit_reml(brownian_gp(), Y_GP, steps=0), arg("steps")),
+    case("fit_reml-steps-str", lambda: gp.fit_reml(brownian_gp(), Y_GP, steps="10"), arg("steps")),
+    case("fit_reml-gtol", lambda: gp.fit_reml(brownian_gp(), Y_GP, gtol=NAN), arg("gtol")),
+    case(
+        "fit_reml-optimizer",
+        lambda: gp.fit_reml(brownian_gp(), Y_GP, optimizer="adam"),
+        arg("optimizer"),
+    ),
     case("fit_reml-gp", lambda: gp.fit_reml("gp", Y_GP), or_hook("gp must be an ImproperGP", "gp")),
     case(
         "fit_reml-method",
@@ -945,6 +958,25 @@ DIFFUSION = [
 ]
 
 INFER = [
+    case(
+        "fit_to_data-learning-rate-inf",
+        lambda: infer.fit_to_data(
+            KEY, bj.Normal(jnp.zeros(2)), jnp.zeros((10, 2)), learning_rate=INF
+        ),
+        arg("learning_rate"),
+    ),
+    case(
+        "fit_to_data-max-patience",
+        lambda: infer.fit_to_data(
+            KEY, bj.Normal(jnp.zeros(2)), jnp.zeros((10, 2)), max_patience=-1
+        ),
+        arg("max_patience"),
+    ),
+    case(
+        "fit_to_loss-loss-fn",
+        lambda: infer.fit_to_loss(KEY, bj.Normal(jnp.zeros(2)), "nll", 2),
+        arg("loss_fn"),
+    ),
     case(
         "fit_to_data-dist",
         lambda: infer.fit_to_data(KEY, "normal", jnp.zeros((10, 2))),

@@ -29,6 +29,7 @@ from numpyro.infer.autoguide import AutoGuide
 from numpyro.optim import optax_to_numpyro
 
 from .._compile import run_once_jit, split_keys, training_options
+from ..bijectors._utils import check_key
 from ..train import to_inference_data
 from ._checks import as_jax_data, check_learning_rate, check_model_inputs, is_data
 from ._evaluation import (
@@ -397,13 +398,17 @@ def fit_vi(
         check_learning_rate(gate_learning_rate, "gate_learning_rate")
     if estimator not in ESTIMATORS:
         raise ValueError(f"argument 'estimator' must be one of {ESTIMATORS}, got {estimator!r}.")
-    if num_steps < 1 or num_particles < 1 or num_eval < 1:
-        raise ValueError(
-            f"arguments 'num_steps', 'num_particles' and 'num_eval' must be >= 1, got "
-            f"{num_steps}, {num_particles}, {num_eval}."
-        )
-    if checkpoint_every < 1:
-        raise ValueError(f"argument 'checkpoint_every' must be >= 1, got {checkpoint_every!r}.")
+    counts = {"num_steps": num_steps, "num_particles": num_particles, "num_eval": num_eval}
+    counts |= {"chunk": chunk, "checkpoint_every": checkpoint_every}
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"argument {name!r} must be an int >= 1, got {value!r}.")
+    if min_steps is not None and (
+        isinstance(min_steps, bool) or not isinstance(min_steps, int | np.integer) or min_steps < 0
+    ):
+        raise ValueError(f"argument 'min_steps' must be None or an int >= 0, got {min_steps!r}.")
+    if rng_key is not None:
+        check_key(rng_key, "rng_key")
     if not tol >= 0.0:
         raise ValueError(f"argument 'tol' must be >= 0 (nats per chunk), got {tol!r}.")
     t0 = time.perf_counter()
@@ -412,9 +417,12 @@ def fit_vi(
     k_init, _, k_eval = split_keys(key, 3)
     gate_lr = 10.0 * learning_rate if gate_learning_rate is None else gate_learning_rate
 
+    warmup = min(200, num_steps // 10 + 1)
+
     def sched(peak):
+        # decay_steps must exceed the warm-up (num_steps = 1 would give an empty decay)
         return optax.warmup_cosine_decay_schedule(
-            peak / 10, peak, min(200, num_steps // 10 + 1), num_steps, peak / 100
+            peak / 10, peak, warmup, max(num_steps, warmup + 1), peak / 100
         )
 
     def labels(params):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from typing import NamedTuple
 
@@ -242,8 +243,15 @@ def fit_reml(
     """
     if not isinstance(gp, ImproperGP):
         raise TypeError(f"fit_reml: gp must be an ImproperGP, got {type(gp).__name__}.")
-    if steps < 1:
-        raise ValueError(f"fit_reml: steps must be ≥ 1, got {steps}.")
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise ValueError(f"fit_reml: argument 'steps' must be an int >= 1, got {steps!r}.")
+    if not (isinstance(gtol, int | float) and math.isfinite(gtol) and gtol >= 0):
+        raise ValueError(f"fit_reml: argument 'gtol' must be a finite number >= 0, got {gtol!r}.")
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "fit_reml: argument 'optimizer' must be an optax.GradientTransformation (e.g. "
+            f"optax.adam(0.05)), got {optimizer!r}."
+        )
     gp._check_method(method, ("contrast", "state_space"))
     y = _check_y(y, gp.n)
     params, static = eqx.partition(gp, _trainable(gp, fit_noise))

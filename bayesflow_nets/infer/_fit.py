@@ -8,6 +8,7 @@ module (``checkpoint_path=``).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -115,9 +116,13 @@ def _optimizer(optimizer, learning_rate):
                 f"argument 'optimizer' must be an optax.GradientTransformation, got {type(optimizer)}."
             )
         return optimizer
-    if not (isinstance(learning_rate, int | float) and learning_rate > 0):
+    if not (
+        isinstance(learning_rate, int | float)
+        and math.isfinite(learning_rate)
+        and learning_rate > 0
+    ):
         raise ValueError(
-            f"argument 'learning_rate' must be a positive float, got {learning_rate!r}."
+            f"argument 'learning_rate' must be a finite positive float, got {learning_rate!r}."
         )
     return optax.adam(learning_rate)
 
@@ -151,6 +156,10 @@ def fit_to_loss(
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
         raise ValueError(
             f"argument 'checkpoint_every' must be an int >= 1, got {checkpoint_every!r}."
+        )
+    if not callable(loss_fn):
+        raise TypeError(
+            f"argument 'loss_fn' must be callable (module, key) -> loss, got {loss_fn!r}."
         )
     optimizer = _optimizer(optimizer, learning_rate)
     params, static = eqx.partition(module, filter_spec)
@@ -331,6 +340,8 @@ def fit_to_data(
         raise ValueError(
             f"argument 'checkpoint_every' must be an int >= 1, got {checkpoint_every!r}."
         )
+    if isinstance(max_patience, bool) or not isinstance(max_patience, int) or max_patience < 0:
+        raise ValueError(f"argument 'max_patience' must be an int >= 0, got {max_patience!r}.")
     if checkpoint_path is not None and os.path.isdir(checkpoint_path):
         raise ValueError(
             f"argument 'checkpoint_path' must be a file path, got the directory {checkpoint_path}."

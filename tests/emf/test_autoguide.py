@@ -105,7 +105,7 @@ def test_autoemf_validation():
     with pytest.raises(ValueError, match="argument 'placement'"):
         AutoEMF(conjugate_model, placement="side")
     # rejected before any tracing or compilation
-    with pytest.raises(ValueError, match="'num_eval' must be >= 1"):
+    with pytest.raises(ValueError, match="'num_eval' must be an int >= 1"):
         fit_vi(conjugate_model, AutoEMF(conjugate_model), num_eval=0)
 
 
