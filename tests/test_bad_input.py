@@ -35,6 +35,8 @@ import bayesflow_nets.gp as gp
 import bayesflow_nets.infer as infer
 import bayesflow_nets.train as train
 
+from .bijectors.registry import perturb
+
 KEY = jax.random.key(0)
 NAN, INF = float("nan"), float("inf")
 ARG_ERRORS = (ValueError, TypeError)
@@ -1341,17 +1343,6 @@ def test_generated_layer_options_build_a_layer_or_name_the_argument(data, layer,
         with pytest.raises(ARG_ERRORS, match="|".join(arg(name) for name in names)):
             build()
         return
-    _check_round_trip(perturbed(build()), 0.5 * jnp.arange(dim, dtype=jnp.float32) - 0.7, jit=True)
-
-
-def perturbed(module, scale=0.1):
-    """Move the floating leaves off their identity initialisation."""
-    leaves, treedef = jax.tree_util.tree_flatten(module)
-    keys = jax.random.split(KEY, len(leaves))
-    new = [
-        leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
-        if eqx.is_inexact_array(leaf)
-        else leaf
-        for leaf, k in zip(leaves, keys)
-    ]
-    return jax.tree_util.tree_unflatten(treedef, new)
+    _check_round_trip(
+        perturb(build(), KEY), 0.5 * jnp.arange(dim, dtype=jnp.float32) - 0.7, jit=True
+    )

@@ -9,7 +9,7 @@ from jaxtyping import Array, ArrayLike
 
 from .._custom_types import Shape
 from ._base import AbstractBijector
-from ._utils import as_float_array, positive_param, softplus_inverse
+from ._utils import as_float_array, broadcast_shape, positive_param, softplus_inverse
 
 
 class Loc(AbstractBijector):
@@ -76,12 +76,7 @@ class Affine(AbstractBijector):
     ):
         loc = as_float_array("loc", loc)
         scale = as_float_array("scale", scale)
-        try:
-            shape = jnp.broadcast_shapes(loc.shape, scale.shape)
-        except ValueError as err:
-            raise ValueError(
-                f"arguments 'loc' {loc.shape} and 'scale' {scale.shape} do not broadcast."
-            ) from err
+        shape = broadcast_shape(loc=loc, scale=scale)
         if positivity == "softplus":
             unconstrained = positive_param("scale", scale)
         elif positivity == "exp":

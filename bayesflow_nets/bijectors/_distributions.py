@@ -12,7 +12,7 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._custom_types import Shape
 from ._base import AbstractBijector, _as_shape
-from ._utils import as_float_array, positive_param
+from ._utils import as_float_array, broadcast_shape, positive_param
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -137,12 +137,7 @@ class Normal(AbstractDistribution):
     def __init__(self, loc: ArrayLike = 0.0, scale: ArrayLike = 1.0):
         loc = as_float_array("loc", loc)
         scale = as_float_array("scale", scale)
-        try:
-            shape = jnp.broadcast_shapes(loc.shape, scale.shape)
-        except ValueError as err:
-            raise ValueError(
-                f"arguments 'loc' {loc.shape} and 'scale' {scale.shape} do not broadcast."
-            ) from err
+        shape = broadcast_shape(loc=loc, scale=scale)
         self.loc = jnp.broadcast_to(loc, shape)
         self.scale_unconstrained = jnp.broadcast_to(positive_param("scale", scale), shape)
         self.shape = shape

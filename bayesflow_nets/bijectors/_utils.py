@@ -34,6 +34,15 @@ def as_float_array(name: str, value: ArrayLike) -> Array:
     return arr
 
 
+def broadcast_shape(**arrays) -> tuple[int, ...]:
+    """The broadcast shape of the named arrays; ``ValueError`` naming them if there is none."""
+    try:
+        return jnp.broadcast_shapes(*(a.shape for a in arrays.values()))
+    except ValueError as err:
+        shown = " and ".join(f"'{k}' {a.shape}" for k, a in arrays.items())
+        raise ValueError(f"arguments {shown} do not broadcast.") from err
+
+
 def check_key(key, name: str = "key") -> None:
     """Raise ``TypeError`` naming ``name`` unless ``key`` is one PRNG key: a typed key array of
     shape () (``jax.random.key``) or raw ``uint32`` key data of shape (2,) or (4,)
