@@ -111,6 +111,7 @@ def _flow(dtype=jnp.float32, knots=8):
         if eqx.is_inexact_array(leaf) else leaf for leaf, k in zip(leaves, keys)])
 
 
+@pytest.mark.slow
 @needs_kernel
 def test_coupling_flow_uses_the_kernel_and_matches(monkeypatch):
     flow = _flow()

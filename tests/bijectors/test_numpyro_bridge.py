@@ -63,6 +63,7 @@ def test_adapter_log_prob_and_sample():
         bj.as_numpyro_distribution(flow, jnp.zeros(3))
 
 
+@pytest.mark.slow
 def test_flow_prior_under_nuts_recovers_posterior():
     """1-D spline-flow prior × Gaussian likelihood: NUTS moments vs quadrature on a fine grid."""
     prior = bj.Transformed(

@@ -69,7 +69,7 @@ def test_both_lookups_match_gather_reference(inverse, x64):
         np.testing.assert_allclose(np.asarray(ld), ref[1], rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("inverse", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_custom_jvp_is_the_derivative_of_the_values(inverse, x64):
     x, params = _inputs(1)
 

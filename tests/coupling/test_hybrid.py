@@ -197,6 +197,7 @@ def test_hybrid_fit_is_the_equal_weight_mixture_of_stage2_components():
         hv.fit(np.asarray(Y), 2.0, key=jax.random.key(3), node_names=["a", "a"])
 
 
+@pytest.mark.slow
 def test_hybrid_evidence_weighting_is_a_weighted_mixture():
     model = CouplingModel(n_nodes=2, tr=2.0, max_delay=3.0)
     post = MeasurementPosterior(jax.random.key(0), model, flow_layers=2, nn_width=16)
@@ -224,6 +225,7 @@ def test_hybrid_evidence_weighting_is_a_weighted_mixture():
         HybridVI(model, post, n_evidence=0)
 
 
+@pytest.mark.slow
 def test_conditional_evidence_matches_reference_importance_sampling(x64):
     # validity of evidence weighting: the Gaussian q(A | HP, Y) is close enough to the
     # conditional posterior that a 64-sample estimate (and the ELBO) match a large reference

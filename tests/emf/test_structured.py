@@ -224,7 +224,7 @@ def scan_model(y):
     scan(step, mu, y)
 
 
-@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("gated", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_scan_model_layer_contract_and_prior_density(gated, x64):
     y = jnp.asarray(np.random.default_rng(0).normal(size=7))
     if gated:
