@@ -768,6 +768,16 @@ COUPLING = [
         lambda: cp.train_measurement_posterior(KEY, coupling_model(), 100, steps=0),
         arg("steps"),
     ),
+    case(
+        "train_measurement_posterior-learning-rate",
+        lambda: cp.train_measurement_posterior(KEY, coupling_model(), 100, learning_rate=NAN),
+        arg("learning_rate"),
+    ),
+    case(
+        "train_measurement_posterior-checkpoint-every",
+        lambda: cp.train_measurement_posterior(KEY, coupling_model(), 100, checkpoint_every=0),
+        arg("checkpoint_every"),
+    ),
     case("MeasurementPosterior-model", lambda: cp.MeasurementPosterior(KEY, "model"), arg("model")),
     case(
         "laplace_gaussian-maxiter",
@@ -1073,6 +1083,13 @@ INFER = [
             KEY, bj.Normal(jnp.zeros(2)), lambda m, k: 0.0, 2, checkpoint_every=0
         ),
         arg("checkpoint_every"),
+    ),
+    case(
+        "fit_to_loss-checkpoint-options",
+        lambda: infer.fit_to_loss(
+            KEY, bj.Normal(jnp.zeros(2)), lambda m, k: 0.0, 2, checkpoint_options={"batch": NAN}
+        ),
+        arg("checkpoint_options"),
     ),
     case(
         "nuts-num-chains",

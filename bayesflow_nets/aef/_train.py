@@ -91,7 +91,9 @@ def fit_dequantised(
     Validates the images before training (shape = ``(n,) + model.shape``, integer levels in
     {0, …, levels − 1}), initialises the preprocessing ActNorm on a dequantised batch and trains
     on freshly dequantised minibatches (:func:`dequantised_loss`). ``fit_kwargs`` go to
-    ``fit_to_data`` (``max_epochs``, ``batch_size``, ``learning_rate``, ``max_patience``, …).
+    ``fit_to_data`` (``max_epochs``, ``batch_size``, ``learning_rate``, ``max_patience``, …);
+    with ``checkpoint=path`` (and ``checkpoint_every=`` epochs) a call that finds the file
+    resumes to the same result as an uninterrupted run (same ``key``, model and images).
     """
     levels = _check_levels(levels)
     shape = tuple(getattr(model, "shape", ()))

@@ -16,7 +16,6 @@ from ._kalman import (
 from ._measurement import (
     MeasurementPosterior as MeasurementPosterior,
     SummaryNet as SummaryNet,
-    TrainState as TrainState,
     node_features as node_features,
     train_measurement_posterior as train_measurement_posterior,
 )

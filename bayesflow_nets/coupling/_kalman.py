@@ -122,6 +122,25 @@ def stationary_covariance(F: Float[Array, "N N"], q2, iters: int = 24) -> Float[
     return jax.lax.fori_loop(0, iters, body, (q2 * eye, F))[0]
 
 
+def _log_spectral_radius(F: Float[Array, "N N"], iters: int = 24) -> Float[Array, ""]:
+    """``log ρ(F) ≈ log‖F^k‖ / k`` for ``k = 2^iters`` (Gelfand's formula), by squaring a
+    normalised power so nothing overflows; NaN for a non-finite ``F``."""
+
+    def norm(M):
+        return jnp.maximum(jnp.max(jnp.sum(jnp.abs(M), axis=1)), jnp.finfo(M.dtype).tiny)
+
+    def body(_, carry):
+        Q, r, w = carry  # F^(2^i) = exp(2^i · r) Q with ‖Q‖ = 1, w = 2^−(i+1)
+        Q2 = Q @ Q
+        m = norm(Q2)
+        return Q2 / m, r + w * jnp.log(m), 0.5 * w
+
+    F = jax.lax.stop_gradient(F)
+    m = norm(F)
+    half = jnp.asarray(0.5, F.dtype)
+    return jax.lax.fori_loop(0, iters, body, (F / m, jnp.log(m), half))[1]
+
+
 def measurement_autocovariance(
     model: CouplingModel,
     A: Float[Array, "N N"],
@@ -171,8 +190,10 @@ def whittle_log_likelihood(
     likelihood badly wrong for smooth, low-noise series (HRF-filtered data, σ ≪ signal): there
     it could favour the wrong coupling direction by ~10 nats against the exact Kalman
     likelihood. ``O(T·N³)``; the information in ``y_0`` is dropped. The process must be
-    stationary: an unstable ``F`` gives ``−inf`` (an earlier frequency-domain version returned
-    the likelihood of a mirrored stable process there, a spurious mode). Our choice, for speed;
+    stationary: an unstable ``F = I + TR·A`` (spectral radius ≥ 1) gives ``−inf`` (an earlier
+    frequency-domain version returned the likelihood of a mirrored stable process there, a
+    spurious mode). Other non-finite values are returned as they are (NaN inputs; a failed
+    Cholesky, e.g. in float32 very close to the stability boundary). Our choice, for speed;
     tested against ``kalman_log_likelihood``.
     """
     dtype = Y.dtype
@@ -200,4 +221,5 @@ def whittle_log_likelihood(
         ll = jnp.sum(complex_terms[:-1]) + nyq
     else:
         ll = jnp.sum(complex_terms)
-    return jnp.where(jnp.isfinite(ll), ll, -jnp.inf)
+    F = jnp.eye(n, dtype=dtype) + model.tr * A.astype(dtype)
+    return jnp.where(_log_spectral_radius(F) >= 0, -jnp.inf, ll)

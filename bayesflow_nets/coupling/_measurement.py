@@ -9,14 +9,15 @@ autocorrelations), a
 mean-pooled embedding of the cross-correlations of ``y_r`` with every other node, and the mean of
 all nodes' embeddings. Permuting the nodes of ``Y`` permutes the contexts, so one trained posterior
 serves any node ordering. Trained by maximising ``E log q_φ(HP | Y)`` on simulations from the prior
-(``train_measurement_posterior``): pure ``init``/``step`` over a NamedTuple state, ``lax.scan``
-chunks, optional progress bar and checkpoints.
+(``train_measurement_posterior``) with ``infer.fit_to_loss``: ``lax.scan`` chunks, optional
+progress bar, resumable checkpoints.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import os
+import warnings
 
 import equinox as eqx
 import jax
@@ -25,14 +26,13 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..bijectors import StandardNormal, coupling_flow
-from ..train import save
+from ..infer import fit_to_loss
 from ._model import CouplingModel, sample_prior, simulate
 from ._reverse_kl import hp_from_unconstrained, hp_to_unconstrained
 
 __all__ = [
     "SummaryNet",
     "MeasurementPosterior",
-    "TrainState",
     "train_measurement_posterior",
     "node_features",
 ]
@@ -226,14 +226,6 @@ class MeasurementPosterior(eqx.Module):
         return hp_from_unconstrained(self.model, loc + scale * z)
 
 
-class TrainState(NamedTuple):
-    """Stage-1 training state."""
-
-    params: eqx.Module
-    opt_state: optax.OptState
-    step: Array
-
-
 def _simulate_batch(key, model: CouplingModel, n_time: int, batch: int):
     def one(k):
         k1, k2 = jax.random.split(k)
@@ -244,8 +236,7 @@ def _simulate_batch(key, model: CouplingModel, n_time: int, batch: int):
     return jax.vmap(one)(jax.random.split(key, batch))
 
 
-def _loss(params, static, key, n_time, batch):
-    post = eqx.combine(params, static)
+def _loss(post: MeasurementPosterior, key, n_time: int, batch: int) -> Array:
     Y, d, s, sig = _simulate_batch(key, post.model, n_time, batch)
     lp = jax.vmap(post.log_prob)(Y, d, s, sig)
     return -jnp.mean(lp) / post.model.n_nodes
@@ -261,14 +252,19 @@ def train_measurement_posterior(
     learning_rate: float = 1e-3,
     chunk_size: int = 100,
     posterior: MeasurementPosterior | None = None,
-    checkpoint: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
     progress: bool = True,
 ) -> tuple[MeasurementPosterior, Array]:
     """Train ``q_φ(HP | Y)`` by forward KL on fresh simulations (``steps × batch_size`` data sets).
 
-    Returns the trained posterior and the per-step losses (``−E log q / N``). A non-finite loss
-    leaves the parameters unchanged for that step. With ``checkpoint`` set, the parameters are
-    written (Equinox serialisation, atomic rename) after every chunk.
+    Returns the trained posterior and the per-step losses (``−E log q / N``); runs on
+    ``infer.fit_to_loss`` (AdamW, cosine decay). A non-finite loss or gradient stops training
+    with a ``RuntimeWarning`` naming the step; the posterior then has the last finite
+    parameters and the losses end before that step. ``checkpoint``: a file path, written
+    atomically after every ``checkpoint_every`` chunks; a call that finds it resumes to the
+    same result as an uninterrupted run. A file written with other ``steps``, ``batch_size``,
+    ``chunk_size``, ``n_time`` or ``learning_rate`` (or by an older version) raises ``ValueError``.
     """
     if not isinstance(model, CouplingModel):
         raise TypeError(f"argument 'model' must be a CouplingModel, got {type(model).__name__}.")
@@ -276,45 +272,44 @@ def train_measurement_posterior(
         raise ValueError(
             f"argument 'n_time'={n_time} too short for the delay/HRF range; need >= {model.min_time_points()}."
         )
-    for name, v in (("steps", steps), ("batch_size", batch_size), ("chunk_size", chunk_size)):
+    for name, v in (
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("chunk_size", chunk_size),
+        ("checkpoint_every", checkpoint_every),
+    ):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"argument {name!r} must be an int >= 1, got {v!r}.")
+    if not (isinstance(learning_rate, int | float) and 0 < learning_rate < math.inf):
+        raise ValueError(
+            f"argument 'learning_rate' must be a finite positive float, got {learning_rate!r}."
+        )
+    n_time = int(n_time)
     k_init, k_train = jax.random.split(key)
     post = MeasurementPosterior(k_init, model) if posterior is None else posterior
-    params, static = eqx.partition(post, eqx.is_inexact_array)
     optimizer = optax.adamw(
         optax.cosine_decay_schedule(learning_rate, steps, alpha=0.1), weight_decay=1e-4
     )
-    state = TrainState(params, optimizer.init(params), jnp.asarray(0))
-
-    def step(state: TrainState, k):
-        loss, grads = jax.value_and_grad(_loss)(state.params, static, k, n_time, batch_size)
-        finite = jnp.isfinite(loss)
-        grads = jax.tree_util.tree_map(lambda g: jnp.where(finite, g, 0.0), grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        new = eqx.apply_updates(state.params, updates)
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, state.params)
-        return TrainState(new, opt_state, state.step + 1), loss
-
-    @eqx.filter_jit
-    def chunk(state, keys):
-        return jax.lax.scan(step, state, keys)
-
-    n_chunks = math.ceil(steps / chunk_size)
-    iterator = range(n_chunks)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(iterator, desc="forward-KL (stage 1)", unit="chunk")
-        iterator = bar
-    losses = []
-    for c in iterator:
-        n = min(chunk_size, steps - c * chunk_size)
-        state, loss = chunk(state, jax.random.split(jax.random.fold_in(k_train, c), n))
-        losses.append(loss)
-        if bar is not None:
-            bar.set_postfix(loss=float(jnp.mean(loss)))
-        if checkpoint is not None:
-            save(checkpoint, eqx.combine(state.params, static))
-    return eqx.combine(state.params, static), jnp.concatenate(losses)
+    result = fit_to_loss(
+        k_train,
+        post,
+        lambda q, k: _loss(q, k, n_time, batch_size),
+        steps,
+        optimizer=optimizer,
+        chunk_size=chunk_size,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        checkpoint_options={
+            "batch_size": batch_size,
+            "n_time": n_time,
+            "learning_rate": float(learning_rate),
+        },
+    )
+    if result.status == "nonfinite":
+        warnings.warn(
+            f"stage-1 training stopped at step {result.stopped_at} of {steps}: {result.message}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return result.model, jnp.asarray(result.losses["train"])

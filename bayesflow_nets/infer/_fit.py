@@ -140,6 +140,7 @@ def fit_to_loss(
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    checkpoint_options: dict[str, int | float] | None = None,
 ) -> FitResult:
     """Minimise ``loss_fn(module, key)`` for ``steps`` steps (e.g. a negative ELBO).
 
@@ -148,6 +149,8 @@ def fit_to_loss(
     after every ``checkpoint_every`` chunks and at the end, and a call that finds the file
     continues from it to the same result as an uninterrupted run (same ``module``,
     ``loss_fn``, ``steps`` and ``chunk_size``; others raise ``ValueError``).
+    ``checkpoint_options``: further numbers the run depends on (e.g. a batch size inside
+    ``loss_fn``), stored in the file and checked on resume like ``steps``.
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"argument 'steps' must be an int >= 1, got {steps!r}.")
@@ -161,6 +164,7 @@ def fit_to_loss(
         raise TypeError(
             f"argument 'loss_fn' must be callable (module, key) -> loss, got {loss_fn!r}."
         )
+    options = _checkpoint_options(checkpoint_options)
     optimizer = _optimizer(optimizer, learning_rate)
     params, static = eqx.partition(module, filter_spec)
     state = init_state(params, optimizer)
@@ -173,9 +177,9 @@ def fit_to_loss(
     losses: list[np.ndarray] = []
     done = 0
     status, stopped_at = "running", None
-    progress_names = ("done", "status", "stopped_at", "steps", "chunk_size")
+    progress_names = ("done", "status", "stopped_at", "steps", "chunk_size", *options)
     if checkpoint is not None:
-        expect = {"steps": steps, "chunk_size": chunk_size}
+        expect = {"steps": steps, "chunk_size": chunk_size, **options}
         got = load_progress(checkpoint, progress_names, (state, key, np.zeros(steps)), expect)
         if got is not None:
             scalars, (state, key, history) = got
@@ -200,6 +204,7 @@ def fit_to_loss(
             "stopped_at": -1 if stopped_at is None else stopped_at,
             "steps": steps,
             "chunk_size": chunk_size,
+            **options,
         }
         save_progress(checkpoint, scalars, (state, key, history))
 
@@ -240,6 +245,25 @@ def fit_to_loss(
 
 
 _STATUSES = ("running", "converged", "max_steps", "nonfinite")
+
+
+def _checkpoint_options(options) -> dict[str, int | float]:
+    if options is None:
+        return {}
+    reserved = {"done", "status", "stopped_at", "steps", "chunk_size"}
+    if not isinstance(options, dict) or not all(
+        isinstance(k, str) and k not in reserved for k in options
+    ):
+        raise ValueError(
+            "argument 'checkpoint_options' must be a dict of names (other than "
+            f"{sorted(reserved)}) to numbers, got {options!r}."
+        )
+    for k, v in options.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(
+                f"argument 'checkpoint_options' must map names to finite numbers; {k!r} is {v!r}."
+            )
+    return dict(options)
 
 
 def _as_data(name: str, value, n: int | None, event_shape) -> Array:

@@ -138,7 +138,7 @@ def test_measurement_autocovariance_matches_dense_stationary_covariance(x64):
         np.testing.assert_allclose(C[tau + 1], dense, rtol=1e-8, atol=1e-12)
 
 
-def test_whittle_is_minus_inf_for_an_unstable_network():
+def test_whittle_is_minus_inf_for_an_unstable_network_and_nan_otherwise():
     model = CouplingModel(n_nodes=2, tr=2.0, max_delay=2.0)
     params = sample_prior(jax.random.key(0), model)
     _, Y = simulate(jax.random.key(1), params, model, 60)
@@ -146,6 +146,13 @@ def test_whittle_is_minus_inf_for_an_unstable_network():
     unstable = jnp.array([[0.2, 0.0], [0.0, -0.5]])  # F = I + 2A has eigenvalue 1.4
     assert np.isfinite(whittle_log_likelihood(model, params.A, kern, params.noise_scale, Y))
     assert whittle_log_likelihood(model, unstable, kern, params.noise_scale, Y) == -np.inf
+    unit_root = jnp.array([[0.0, 0.0], [0.0, -0.5]])  # eigenvalue exactly 1: not stationary
+    assert whittle_log_likelihood(model, unit_root, kern, params.noise_scale, Y) == -np.inf
+    # NaN from any other cause is not disguised as "outside the support"
+    Y_nan = Y.at[3, 0].set(jnp.nan)
+    assert np.isnan(whittle_log_likelihood(model, params.A, kern, params.noise_scale, Y_nan))
+    A_nan = params.A.at[0, 1].set(jnp.nan)
+    assert np.isnan(whittle_log_likelihood(model, A_nan, kern, params.noise_scale, Y))
 
 
 def test_kalman_gradient_finite_float32():

@@ -10,6 +10,8 @@ import pytest
 import bayesflow_nets.bijectors as bj
 from bayesflow_nets.infer import fit_to_data, fit_to_loss, load, save
 
+from ..helpers import copy_checkpoint_at
+
 
 def test_fit_to_data_recovers_gaussian_mle():
     key = jax.random.key(0)
@@ -119,20 +121,11 @@ def test_save_load_round_trip_and_mismatch(tmp_path):
 
 
 def _copy_at(monkeypatch, call: int, dest):
-    """Spy on the progress writer: copy the checkpoint to ``dest`` after its ``call``-th write."""
-    import shutil
-
+    """Copy the checkpoint to ``dest`` after its ``call``-th write; returns the undo."""
     import bayesflow_nets.infer._fit as fit_module
 
-    original, calls = fit_module.save_progress, []
-
-    def spy(path, *args):
-        original(path, *args)
-        calls.append(path)
-        if len(calls) == call:
-            shutil.copy(path, dest)
-
-    monkeypatch.setattr(fit_module, "save_progress", spy)
+    original = fit_module.save_progress
+    copy_checkpoint_at(monkeypatch, fit_module, call, dest)
     return lambda: monkeypatch.setattr(fit_module, "save_progress", original)
 
 
