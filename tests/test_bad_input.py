@@ -397,6 +397,22 @@ EMF = [
         "fit_vi-num-steps-float", lambda: fit_vi(normal_model, Y5, num_steps=2.5), arg("num_steps")
     ),
     case("fit_vi-min-steps", lambda: fit_vi(normal_model, Y5, min_steps=-5), arg("min_steps")),
+    case(
+        "fit_vi-refine-steps",
+        lambda: fit_vi(normal_model, Y5, num_steps=100, refine_steps=100),
+        arg("refine_steps"),
+    ),
+    case(
+        "fit_vi-refine-alpha",
+        lambda: fit_vi(normal_model, Y5, refine_alpha=1.0),
+        arg("refine_alpha"),
+    ),
+    case(
+        "fit_vi-refine-alpha-type",
+        lambda: fit_vi(normal_model, Y5, refine_alpha="half"),
+        arg("refine_alpha"),
+    ),
+    case("RenyiELBO-alpha", lambda: emf.RenyiELBO(num_particles=4, alpha=-0.5), arg("alpha")),
     case("fit_vi-rng-key", lambda: fit_vi(normal_model, Y5, rng_key=3), arg("rng_key")),
     case(
         "fit_vi-nan-observation",

@@ -21,6 +21,7 @@ from ._solve import monotone_inverse as monotone_inverse
 from ._start import laplace_approximation as laplace_approximation
 from ._stl import (
     OrderedTraceELBO as OrderedTraceELBO,
+    RenyiELBO as RenyiELBO,
     StickingTheLandingELBO as StickingTheLandingELBO,
 )
 from ._structured import (

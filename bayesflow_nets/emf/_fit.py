@@ -41,7 +41,7 @@ from ._evaluation import (
 )
 from ._resume import load_loop, save_loop
 from ._start import format_scores, initial_candidates, pilot, replaying
-from ._stl import OrderedTraceELBO, StickingTheLandingELBO
+from ._stl import OrderedTraceELBO, RenyiELBO, StickingTheLandingELBO
 from ._subsample import eval_batch, full_data, minibatches_with_replacement, subsampled_plates
 
 ESTIMATORS = ("elbo", "stl")
@@ -50,6 +50,8 @@ INITS = ("auto", "laplace", "default")
 
 KHAT_THRESHOLD = 0.7
 DEFAULT_MIN_STEPS = 1500
+DEFAULT_REFINE_STEPS = 1500
+REFINE_MIN_ESS = 0.5  # effective sample size (share of the particles) a refinement step keeps
 
 
 class _AnnealState(NamedTuple):
@@ -94,7 +96,7 @@ class VIResult:
     starting point kept) with ``init_scores`` (each candidate's ELBO after one pilot chunk),
     ``rollbacks``: (kind, step) of each rejected chunk ("nonfinite" or "spike"), and
     ``train_time`` (seconds in training chunks, pilots and rejected chunks included) over
-    ``steps_run`` optimiser steps."""
+    ``steps_run`` optimiser steps, of which ``refine_steps`` refined the guide."""
 
     def __init__(
         self,
@@ -119,6 +121,7 @@ class VIResult:
         eval_model=None,
         eval_guide=None,
         eval_batch: int = EVAL_BATCH,
+        refine_steps: int = 0,
     ):
         self.model = model
         self.guide = guide
@@ -141,6 +144,7 @@ class VIResult:
         self._eval_model = model if eval_model is None else eval_model
         self._eval_guide = guide if eval_guide is None else eval_guide
         self._eval_batch = eval_batch
+        self.refine_steps = refine_steps
 
     def _draws(self, key, n, weights=True):
         return draws_and_log_weights(
@@ -347,6 +351,58 @@ def _checkpoint_writer(path, every, chosen, scores, options, num_steps, chunk):
     return saved
 
 
+class _Refinement:
+    """The mass-covering refinement of :func:`fit_vi`: ``steps`` (rounded up to whole chunks)
+    of the Rényi bound of order ``alpha`` from the trained guide, with a fresh Adam whose step
+    decays by a cosine from ``learning_rate`` / 5 to 1 % of it."""
+
+    def __init__(self, svi: SVI, steps, alpha, learning_rate, particles: int, *, dreg: bool):
+        self.train_svi = svi
+        self.steps = steps
+        self.steps_run = 0
+        peak = learning_rate / 5
+        tx = optax.chain(
+            optax.clip_by_global_norm(10.0),
+            optax.adam(optax.cosine_decay_schedule(peak, max(steps, 1), 0.01)),
+        )
+        self.svi = SVI(
+            svi.model,
+            svi.guide,
+            optax_to_numpyro(tx),
+            RenyiELBO(particles, alpha, dreg=dreg, min_ess=REFINE_MIN_ESS),
+        )
+        self.svi.static_kwargs = svi.static_kwargs
+        self.svi.constrain_fn = svi.constrain_fn  # set by ``svi.init``: the same parameters
+
+    def start(self, state):
+        """The refinement's SVI state at the parameters of the training state ``state``."""
+        unconstrained = self.train_svi.optim.get_params(state.optim_state)
+        return state._replace(optim_state=self.svi.optim.init(unconstrained))
+
+    def run(self, run_chunk, loop: Loop, chunk: int, progress: bool, t0: float):
+        """Refine from ``loop``'s state; returns the loop with the refinement's losses (and a
+        "nonfinite" rollback if a chunk failed) and the constrained parameters kept."""
+        state = self.start(loop.state)
+        for _ in range(-(-self.steps // chunk)):
+            new, losses = run_chunk(state)
+            losses = np.asarray(losses)
+            if not np.all(np.isfinite(losses)):
+                at = loop.steps + int(np.argmax(~np.isfinite(losses)))
+                loop = loop._replace(rollbacks=(*loop.rollbacks, ("nonfinite", at)))
+                if progress:
+                    print(f"fit_vi: nonfinite loss at step {at}: refinement stopped")
+                break
+            state = new
+            self.steps_run += chunk
+            loop = loop._replace(losses=(*loop.losses, losses), steps=loop.steps + chunk)
+            if progress:
+                print(
+                    f"fit_vi: step {loop.steps:6d}  loss {float(np.mean(losses)):.4f} "
+                    f"(refinement, {time.perf_counter() - t0:.1f} s)"
+                )
+        return loop, self.svi.get_params(state)
+
+
 def fit_vi(
     model,
     guide,
@@ -365,6 +421,8 @@ def fit_vi(
     estimator: str = "elbo",
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
+    refine_steps: int | None = None,
+    refine_alpha: float = 0.5,
     **kwargs,
 ) -> VIResult:
     """Fit ``guide`` to ``model`` by maximising the ELBO (MATH.md §1).
@@ -389,7 +447,15 @@ def fit_vi(
     PRNG key, step, losses, rollbacks, status) is written there atomically after every
     ``checkpoint_every`` chunks and at the end, and a call that finds the file continues from
     it (skipping the start selection) to the same parameters as an uninterrupted fit; a file
-    written for another model, guide or options raises ``ValueError``.
+    written for another model, guide or options raises ``ValueError``. ``refine_steps``: the
+    last steps of the budget (default min(1500, ``num_steps`` / 4) in whole chunks; 0: none)
+    are kept for a mass-covering refinement when training has not converged by then: the
+    Rényi bound of order ``refine_alpha`` (:class:`RenyiELBO`; doubly reparametrised with
+    ``estimator="stl"``) from the trained guide, with its own cosine-decayed learning rate
+    (``learning_rate`` / 5), which widens a guide that under-covers the posterior, such as the
+    scales of a hierarchy (``VIResult.refine_steps``). A chunk with a non-finite loss ends it
+    with the last finite parameters. The checkpoint holds the training before it; a resumed
+    fit runs it again.
     """
     if init not in INITS:
         raise ValueError(f"argument 'init' must be one of {INITS}, got {init!r}.")
@@ -403,6 +469,22 @@ def fit_vi(
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"argument {name!r} must be an int >= 1, got {value!r}.")
+    if isinstance(refine_alpha, bool) or not isinstance(refine_alpha, int | float):
+        raise TypeError(
+            f"argument 'refine_alpha' must be a number in [0, 1), got {refine_alpha!r}."
+        )
+    if not 0.0 <= refine_alpha < 1.0:
+        raise ValueError(f"argument 'refine_alpha' must lie in [0, 1), got {refine_alpha!r}.")
+    if refine_steps is None:
+        refine_steps = min(DEFAULT_REFINE_STEPS, num_steps // 4) // chunk * chunk
+    if (
+        isinstance(refine_steps, bool)
+        or not isinstance(refine_steps, int | np.integer)
+        or not (0 <= refine_steps < num_steps)
+    ):
+        raise ValueError(
+            f"argument 'refine_steps' must be an int in [0, num_steps), got {refine_steps!r}."
+        )
     if min_steps is not None and (
         isinstance(min_steps, bool) or not isinstance(min_steps, int | np.integer) or min_steps < 0
     ):
@@ -417,12 +499,13 @@ def fit_vi(
     k_init, _, k_eval = split_keys(key, 3)
     gate_lr = 10.0 * learning_rate if gate_learning_rate is None else gate_learning_rate
 
-    warmup = min(200, num_steps // 10 + 1)
+    train_steps = num_steps - refine_steps
+    warmup = min(200, train_steps // 10 + 1)
 
     def sched(peak):
         # decay_steps must exceed the warm-up (num_steps = 1 would give an empty decay)
         return optax.warmup_cosine_decay_schedule(
-            peak / 10, peak, warmup, max(num_steps, warmup + 1), peak / 100
+            peak / 10, peak, warmup, max(train_steps, warmup + 1), peak / 100
         )
 
     def labels(params):
@@ -454,20 +537,29 @@ def fit_vi(
     # constants folded into it; other arguments are static
     data, static = eqx.partition((args, kwargs), is_data)
 
-    def chunk_of_steps(state, data):
-        a, k = eqx.combine(data, static)
+    def steps_of(svi_):
+        def chunk_of_steps(state, data):
+            a, k = eqx.combine(data, static)
 
-        def body(s, _):
-            s, loss = svi.stable_update(s, *a, **k)
-            return s, loss
+            def body(s, _):
+                s, loss = svi_.stable_update(s, *a, **k)
+                return s, loss
 
-        return jax.lax.scan(body, state, None, length=chunk)
+            return jax.lax.scan(body, state, None, length=chunk)
+
+        return chunk_of_steps
 
     # Programs are traced and lowered on this thread (NumPyro's handler stack is global) and
     # compiled by XLA on worker threads while the Laplace fit runs here; nothing runs two
     # compiled programs at once (XLA:CPU's thread pool can deadlock on that).
-    lowered = jax.jit(chunk_of_steps, compiler_options=training_options())
+    lowered = jax.jit(steps_of(svi), compiler_options=training_options())
     lowered = lowered.trace(state, data).lower()
+    refinement = None
+    if refine_steps:
+        refinement = _Refinement(
+            svi, refine_steps, refine_alpha, learning_rate, num_particles, dreg=estimator == "stl"
+        )
+
     lowered_eval = lower_evaluation(
         eval_model, eval_guide, svi.get_params(state), k_eval, num_eval, args, kwargs, batch
     )
@@ -480,6 +572,8 @@ def fit_vi(
         "min_steps": min_steps,
         "tol": tol,
         "estimator": ESTIMATORS.index(estimator),
+        "refine_steps": refine_steps,
+        "refine_alpha": refine_alpha,
     }
     resumed = None
     if checkpoint is not None:
@@ -507,7 +601,7 @@ def fit_vi(
         training = _train_chunks(
             replaying(run_chunk, first),
             loop,
-            num_steps,
+            train_steps,
             chunk,
             min_steps,
             tol,
@@ -517,9 +611,16 @@ def fit_vi(
                 checkpoint, checkpoint_every, chosen, scores, options, num_steps, chunk
             ),
         )
+        params = svi.get_params(training.state)
+        if refinement is not None and training.status == "max_steps":
+            # compiled only when needed (on this thread: no other program is running)
+            program = jax.jit(steps_of(refinement.svi), compiler_options=training_options())
+            compiled_refine = program.lower(refinement.start(training.state), data).compile()
+            training, params = refinement.run(
+                lambda s: compiled_refine(s, data), training, chunk, progress, t0
+            )
         t_train = time.perf_counter() - t_train
         compiling_eval.result()
-    params = svi.get_params(training.state)
     # the same compiled batch function later serves ``VIResult.samples`` and ``to_arviz``
     logw = all_log_weights(eval_model, eval_guide, params, k_eval, num_eval, args, kwargs, batch)
     elbo, elbo_se, khat = elbo_and_khat(logw)
@@ -544,6 +645,7 @@ def fit_vi(
         kwargs,
         init=chosen,
         init_scores=scores,
+        refine_steps=refinement.steps_run if refinement is not None else 0,
         rollbacks=tuple(training.rollbacks),
         train_time=t_train,
         steps_run=training.steps

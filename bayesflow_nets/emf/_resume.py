@@ -24,6 +24,8 @@ OPTIONS = (
     "min_steps",
     "tol",
     "estimator",
+    "refine_steps",
+    "refine_alpha",
 )
 PROGRESS = (
     *OPTIONS,
