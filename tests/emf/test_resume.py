@@ -54,10 +54,17 @@ def test_resume_from_a_midway_checkpoint_matches_the_uninterrupted_fit(tmp_path,
     monkeypatch.setattr(fit_module, "save_loop", original)
     resumed = fit_vi(model, AutoEMF(model), Y, checkpoint=midway, **OPTIONS)
     _same_fit(full, resumed)
-    # a finished checkpoint gives the finished fit back without training
+    # a finished checkpoint gives the finished fit back without a training chunk (only the
+    # refinement after the training runs again)
+    chunks, train = [], fit_module._train_chunks
+
+    def counting(run_chunk, *args, **kwargs):
+        return train(lambda state: chunks.append(1) or run_chunk(state), *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "_train_chunks", counting)
     again = fit_vi(model, AutoEMF(model), Y, checkpoint=path, **OPTIONS)
     _same_fit(full, again)
-    assert again.train_time < full.train_time
+    assert not chunks and again.refine_steps == full.refine_steps > 0
 
 
 def test_checkpoint_of_other_options_or_model_is_refused(tmp_path):
